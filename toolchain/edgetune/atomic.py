@@ -1,0 +1,61 @@
+"""Write outputs so that an interrupted run never leaves a half-written result at the final path.
+
+Everything is built in a hidden temporary sibling of the destination (same filesystem, so the final
+`rename` is atomic) and moved into place only once complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgetune.errors import EdgetuneError
+
+
+@contextlib.contextmanager
+def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces `destination` when the block exits cleanly.
+
+    Raises `EdgetuneError` up front when the destination exists and `overwrite` is false, so no
+    work is wasted. On any exception the temporary directory is removed and the destination is
+    left exactly as it was.
+    """
+    destination = Path(destination)
+    if destination.exists() and not overwrite:
+        raise EdgetuneError(f"{destination} already exists; choose another output path or pass --force to replace it")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    try:
+        yield staging
+        if destination.exists():
+            # Move the old result aside first so that a crash between the two renames loses nothing.
+            trash = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+            destination.rename(trash)
+            staging.rename(destination)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, payload: object) -> None:
+    """Write JSON to `path` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

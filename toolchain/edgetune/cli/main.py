@@ -1,0 +1,82 @@
+"""`edgetune`: the entry point. Imports only Click and light config modules so --help is instant."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sys
+
+import click
+
+from edgetune import __version__
+from edgetune.errors import EdgetuneError
+
+
+class _UserErrorsAsOneLine(click.Group):
+    """Turns user mistakes into one `error:` line and exit code 2; real bugs keep their traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgetuneError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written to the output path", err=True)
+            sys.exit(130)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                click.echo(f"error: no space left on the device while writing {error.filename or 'output'}; "
+                           "free some space and run again (nothing was written to the output path)", err=True)
+                sys.exit(2)
+            raise
+
+
+@click.group(cls=_UserErrorsAsOneLine, context_settings={"help_option_names": ["-h", "--help"],
+                                                         "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgetune")
+@click.option("-v", "--verbose", is_flag=True, help="Show library warnings and debug logs.")
+def cli(verbose: bool) -> None:
+    """Fine-tune, distil, export, quantise and bundle transformers for on-device inference.
+
+    \b
+    Typical path:
+      edgetune models pull sentence-transformers/all-MiniLM-L6-v2
+      edgetune data inspect --train train.csv --test test.csv
+      edgetune finetune --train train.csv --test test.csv -o runs/minilm
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    if not verbose:
+        _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    # Expected notices ("classifier weights newly initialised", tokenizer fork warnings) drown the
+    # progress bar; --verbose brings them back.
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for noisy in ("transformers", "datasets", "accelerate", "peft", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _register_commands() -> None:
+    from edgetune.cli.data_command import data
+    from edgetune.cli.finetune_command import finetune_command
+    from edgetune.cli.models_command import models
+
+    cli.add_command(models)
+    cli.add_command(data)
+    cli.add_command(finetune_command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="edgetune")

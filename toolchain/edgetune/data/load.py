@@ -1,0 +1,191 @@
+"""Load a labelled dataset from files or a hub, validate it before any training, carve validation."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas
+
+from edgetune.data.config import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES, DataConfig
+from edgetune.data.read import is_table_path, read_table
+from edgetune.data.splits import stratified_holdout
+from edgetune.errors import DataError
+
+
+@dataclass
+class TextSplit:
+    """One split: texts with their string labels, and where they came from (for error messages)."""
+
+    name: str
+    source: str
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int], name: str, source: str) -> TextSplit:
+        return TextSplit(name, source, [self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+
+@dataclass
+class LabelledData:
+    """Validated train/validation(/test) splits and the label set learned from train."""
+
+    train: TextSplit
+    validation: TextSplit
+    test: TextSplit | None
+    label_names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def splits(self) -> list[TextSplit]:
+        return [split for split in (self.train, self.validation, self.test) if split is not None]
+
+    def fingerprint(self) -> str:
+        """sha256 over every split's texts and labels: names the exact data a model saw."""
+        digest = hashlib.sha256()
+        for split in self.splits():
+            digest.update(split.name.encode())
+            for text, label in zip(split.texts, split.labels, strict=True):
+                digest.update(text.encode("utf-8", "surrogatepass") + b"\x1f" + label.encode() + b"\x1e")
+        return digest.hexdigest()
+
+
+def load_labelled_data(config: DataConfig) -> LabelledData:
+    """Read and validate every split named by `config`; raise `DataError` on the first problem."""
+    notes: list[str] = []
+    if not Path(config.train).exists() and not is_table_path(config.train):
+        hub_splits = _load_hub_splits(config)
+        train = hub_splits["train"]
+        validation = _file_split_or(config.validation, "validation", config, hub_splits.get("validation"))
+        test = _file_split_or(config.test, "test", config, hub_splits.get("test"))
+    else:
+        train = _read_split(config.train, "train", config)
+        validation = _read_split(config.validation, "validation", config) if config.validation else None
+        test = _read_split(config.test, "test", config) if config.test else None
+
+    label_names = _label_order(train.labels)
+    if len(label_names) < 2:
+        raise DataError(
+            f"{train.source}: every training row has the label {label_names[0]!r}; "
+            "a classifier needs at least two classes - check the label column"
+        )
+    for split in (validation, test):
+        if split is not None:
+            _check_labels_known(split, set(label_names))
+
+    if validation is None:
+        kept, held_out = stratified_holdout(train.labels, config.validation_fraction, config.seed)
+        source = f"{train.source} (carved: {config.validation_fraction:.0%} of each class, seed {config.seed})"
+        validation = train.subset(held_out, "validation", source)
+        train = train.subset(kept, "train", train.source)
+        notes.append(f"no validation data given: held out {len(validation)} training rows for model selection")
+        if len(set(train.labels)) < len(label_names):
+            raise DataError(f"{train.source}: too few rows to carve a validation split; pass --validation")
+    return LabelledData(train, validation, test, label_names, notes)
+
+
+def _label_order(labels: list[str]) -> list[str]:
+    """Sorted labels; numerically when every label is an integer, so '10' follows '9'."""
+    unique = set(labels)
+    if all(label.lstrip("-").isdigit() for label in unique):
+        return sorted(unique, key=int)
+    return sorted(unique)
+
+
+def _pick_column(frame: pandas.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str,
+                 source: str) -> str:
+    columns = [str(column) for column in frame.columns]
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        raise DataError(f"{source}: no column {wanted!r} for the {role}; columns are {', '.join(columns)}"
+                        f"{_delimiter_hint(columns, source)} - pass --{role}-column with one of them")
+    lowered = {column.lower(): column for column in columns}
+    for candidate in candidates:
+        if candidate in lowered:
+            return lowered[candidate]
+    raise DataError(f"{source}: cannot tell which column holds the {role}; columns are {', '.join(columns)}"
+                    f"{_delimiter_hint(columns, source)} - pass --{role}-column")
+
+
+def _delimiter_hint(columns: list[str], source: str) -> str:
+    if len(columns) == 1:
+        for separator, name in (("\t", "tab"), (";", "semicolon"), ("|", "pipe"), (",", "comma")):
+            if separator in columns[0]:
+                return (f" (the header looks {name}-separated: "
+                        f"{'rename the file to .tsv' if separator == chr(9) else 'save it as comma-separated .csv'})")
+    return ""
+
+
+def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: DataConfig) -> TextSplit:
+    text_column = _pick_column(frame, config.text_column, TEXT_COLUMN_CANDIDATES, "text", source)
+    label_column = _pick_column(frame, config.label_column, LABEL_COLUMN_CANDIDATES, "label", source)
+    texts, labels = [], []
+    for row, (text, label) in enumerate(zip(frame[text_column].tolist(), frame[label_column].tolist(),
+                                            strict=True), start=1):
+        where = f"{source}, row {row}"
+        if not isinstance(text, str):
+            raise DataError(f"{where}, column {text_column!r}: expected text, got {type(text).__name__} {text!r}")
+        if not text.strip():
+            raise DataError(f"{where}, column {text_column!r}: the text is empty; remove the row or fill it in")
+        if label is None or (isinstance(label, float) and label != label) or isinstance(label, (list, dict)):
+            raise DataError(f"{where}, column {label_column!r}: the label is missing or not a single value")
+        if isinstance(label, float) and label.is_integer():
+            label = int(label)  # Parquet/JSON readers turn int columns with gaps into floats
+        label = str(label).strip()
+        if not label:
+            raise DataError(f"{where}, column {label_column!r}: the label is empty; remove the row or label it")
+        texts.append(text)
+        labels.append(label)
+    return TextSplit(name, source, texts, labels)
+
+
+def _read_split(path: str, name: str, config: DataConfig) -> TextSplit:
+    return _frame_to_split(read_table(path), name, path, config)
+
+
+def _file_split_or(path: str | None, name: str, config: DataConfig, fallback: TextSplit | None) -> TextSplit | None:
+    return _read_split(path, name, config) if path else fallback
+
+
+def _check_labels_known(split: TextSplit, known: set[str]) -> None:
+    for row, label in enumerate(split.labels, start=1):
+        if label not in known:
+            preview = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
+            raise DataError(
+                f"{split.source}, row {row}: label {label!r} never appears in the training data "
+                f"(training labels: {preview}); add training examples for it or remove these rows"
+            )
+
+
+def _load_hub_splits(config: DataConfig) -> dict[str, TextSplit]:
+    """Load a hub dataset by id (needs a network or the datasets cache); labels become names."""
+    try:
+        import datasets
+    except ImportError as error:  # pragma: no cover - a declared dependency
+        raise DataError(f"reading hub dataset {config.train!r} needs the datasets package: {error}") from None
+    try:
+        dataset_dict = datasets.load_dataset(config.train)
+    except Exception as error:  # noqa: BLE001 - offline, missing or private datasets all end here
+        raise DataError(
+            f"{config.train}: not a local file, and loading it as a hub dataset failed ({type(error).__name__}); "
+            "pass a path to a CSV/TSV/JSONL/Parquet file, or run where the dataset hub is reachable"
+        ) from None
+    splits = {}
+    for split_name, hub_name in (("train", "train"), ("validation", "validation"), ("test", "test")):
+        if hub_name not in dataset_dict:
+            continue
+        hub_split = dataset_dict[hub_name]
+        frame = hub_split.to_pandas()
+        label_column = config.label_column or next(
+            (c for c in LABEL_COLUMN_CANDIDATES if c in frame.columns), None)
+        feature = hub_split.features.get(label_column) if label_column else None
+        if feature is not None and hasattr(feature, "int2str"):  # ClassLabel: store names, not ids
+            frame[label_column] = [feature.int2str(int(value)) for value in frame[label_column]]
+        splits[split_name] = _frame_to_split(frame, split_name, f"{config.train}[{hub_name}]", config)
+    if "train" not in splits:
+        raise DataError(f"{config.train}: the hub dataset has no 'train' split (it has {', '.join(dataset_dict)})")
+    return splits

@@ -1,0 +1,1 @@
+"""Model resolution: hub ids and local paths to verified local weights, offline first."""
