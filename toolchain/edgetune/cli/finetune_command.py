@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgetune.cli.data_options import data_config_from, data_options
+from edgetune.configuration import build_config
 from edgetune.finetune.config import DEFAULT_MODEL, FinetuneConfig, LoraSettings
 
 _DEFAULTS = FinetuneConfig()
@@ -69,6 +70,7 @@ def finetune_command(output: str, resume: bool, force: bool, keep_checkpoints: b
     config = FinetuneConfig(
         **options,
         early_stopping_patience=early_stopping_patience or None,
-        lora=LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=targets),
+        lora=build_config(LoraSettings, {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout,
+                                         "target_modules": targets}, "lora"),
     )
     finetune(data_config, config, output, resume=resume, force=force, keep_checkpoints=keep_checkpoints)

@@ -25,11 +25,11 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         if self.r < 1:
-            raise ConfigError(f"lora.r: {self.r} must be at least 1")
+            raise ConfigError(f"r: {self.r} must be at least 1")
         if self.alpha < 1:
-            raise ConfigError(f"lora.alpha: {self.alpha} must be at least 1")
+            raise ConfigError(f"alpha: {self.alpha} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"lora.dropout: {self.dropout} must be in [0, 1)")
+            raise ConfigError(f"dropout: {self.dropout} must be in [0, 1)")
 
 
 @dataclass

@@ -1,0 +1,36 @@
+"""Typed configs from mappings: unknown keys, wrong types and bad values name their dotted path."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgetune.configuration import build_config, config_to_dict
+from edgetune.errors import ConfigError
+from edgetune.finetune.config import FinetuneConfig
+
+
+def test_valid_mapping_builds_nested_config():
+    config = build_config(FinetuneConfig, {"method": "lora", "epochs": 2, "lora": {"r": 4, "target_modules": ["q"]}},
+                          "finetune")
+    assert config.method == "lora" and config.epochs == 2.0 and config.lora.r == 4
+    assert config.lora.target_modules == ("q",)
+    assert config_to_dict(config)["lora"]["target_modules"] == ["q"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epocs": 3}, r"finetune\.epocs: unknown key"),
+        ({"epochs": "three"}, r"finetune\.epochs: expected a number"),
+        ({"batch_size": 3.5}, r"finetune\.batch_size: expected a whole number"),
+        ({"method": "qlora"}, r"finetune\.method: 'qlora' is not one of 'full', 'lora'"),
+        ({"freeze_embeddings": "yes"}, r"finetune\.freeze_embeddings: expected true or false"),
+        ({"lora": {"rank": 4}}, r"finetune\.lora\.rank: unknown key"),
+        ({"lora": {"r": 0}}, r"finetune\.lora\.r: 0 must be at least 1"),
+        ({"learning_rate": -1}, r"finetune\.learning_rate: -1.0 must be greater than zero"),
+        ({"lora": {"target_modules": "q"}}, r"finetune\.lora\.target_modules: expected a list"),
+    ],
+)
+def test_bad_values_name_their_path(values, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(FinetuneConfig, values, "finetune")
