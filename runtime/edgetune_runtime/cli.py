@@ -26,3 +26,7 @@ def device() -> None:
     info["execution_providers"] = onnxruntime.get_available_providers()
     info["bundle_format_version"] = BUNDLE_FORMAT_VERSION
     click.echo(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -241,7 +241,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
                    num_labels: int, extra_callbacks: Sequence[object]):
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from edgetune.finetune.metrics import summary_metrics
     from edgetune.finetune.progress import LiveProgressCallback
@@ -274,6 +274,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         # gloo is the one collective backend every CPU build of torch has; only set it when there is
         # more than one process, since naming a backend makes the trainer expect a process group.
         ddp_backend="gloo" if use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_find_unused_parameters=False,  # every weight of a classifier takes part in each forward pass
         dataloader_num_workers=0,  # tokenised tensors are in memory; workers would only add start-up time
         dataloader_pin_memory=not use_cpu,
         report_to=[],
@@ -297,7 +298,9 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
-    trainer.remove_callback(ProgressCallback)  # ours shows loss and metric on one bar instead
+    # Ours shows loss and metric on one bar; the trainer's own print every log dict as a line.
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
     return trainer
 
 
