@@ -13,9 +13,9 @@ from conftest import write_csv
 EDGETUNE = [sys.executable, "-m", "edgetune"]
 
 
-def run(arguments: list[str], **kwargs) -> subprocess.CompletedProcess:
-    environment = os.environ | {"HF_HUB_OFFLINE": "1"}
-    return subprocess.run(arguments, capture_output=True, text=True, env=environment, timeout=600, **kwargs)
+def run(arguments: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = env or (os.environ | {"HF_HUB_OFFLINE": "1"})
+    return subprocess.run(arguments, capture_output=True, text=True, env=environment, timeout=600)
 
 
 def test_help_is_instant_because_nothing_heavy_is_imported():
@@ -96,3 +96,9 @@ def test_accelerate_launch_trains_with_two_cpu_processes(tmp_path, small_banking
     # 88 training rows, batch 8 per process, 2 processes: 6 steps per epoch instead of 11.
     assert manifest["training"]["steps"] == 12
     assert json.loads((output / "metrics.json").read_text())["test"]["examples"] == 32
+
+
+def test_unreachable_hub_dataset_is_one_line(tmp_path):
+    result = run([*EDGETUNE, "data", "inspect", "--train", "someone/no-such-dataset"],
+                 env=os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+    _assert_one_line_error(result, "not a local file, and loading it as a hub dataset failed")

@@ -30,6 +30,10 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
         raise EdgetuneError(f"{destination} already exists; choose another output path or pass --force to replace it")
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    # mkdtemp makes the directory private (0700); the result should have the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     try:
         yield staging
         if destination.exists():
