@@ -16,10 +16,9 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from environment import run_context  # noqa: E402
-
 from edgetune.data.config import DataConfig  # noqa: E402
 from edgetune.finetune.config import FinetuneConfig, LoraSettings  # noqa: E402
+from environment import run_context  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BANKING77 = REPO.parent / "shared" / "data" / "banking77"

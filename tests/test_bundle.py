@@ -1,0 +1,110 @@
+"""Bundles: complete, sealed, verifiable on the device; tampering of any kind is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+
+from edgetune.bundle.build import build_bundle
+from edgetune.bundle.config import BundleConfig
+from edgetune.errors import EdgetuneError
+from edgetune_runtime.bundle import Bundle
+from edgetune_runtime.errors import BundleError
+from edgetune_runtime.manifest import seal_manifest
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory, tiny_export_dir):
+    output = tmp_path_factory.mktemp("bundles") / "tiny"
+    build_bundle(tiny_export_dir, output, BundleConfig(zip=True, ort_format=True, golden_examples=6))
+    return output
+
+
+def _copy(bundle_dir, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(bundle_dir, target)
+    return target
+
+
+def test_bundle_holds_everything_a_device_needs(bundle_dir):
+    names = {p.name for p in bundle_dir.iterdir()}
+    assert {"model.onnx", "model.ort", "required_operators.config", "tokenizer.json", "labels.json",
+            "golden.json", "README.md", "manifest.json"} == names
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["task"] == "text-classification"
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    assert manifest["preprocessing"]["pad_token"] == "[PAD]"
+    assert manifest["provenance"]["data_fingerprint"] and manifest["tuned_for"]["execution_provider"]
+    assert len(json.loads((bundle_dir / "golden.json").read_text())) == 6
+    card = (bundle_dir / "README.md").read_text()
+    assert "## Provenance" in card and manifest["provenance"]["data_fingerprint"] in card
+    assert bundle_dir.with_suffix(".zip").is_file()
+
+
+def test_directory_and_zip_load_verify_and_predict_the_same(bundle_dir):
+    from_dir = Bundle.load(bundle_dir)
+    from_zip = Bundle.load(bundle_dir.with_suffix(".zip"))
+    assert from_dir.verify().passed and from_zip.verify().passed
+    texts = ["I lost my card", "how old do I need to be", ""]
+    first, second = from_dir.predict(texts, top_k=2), from_zip.predict(texts, top_k=2)
+    assert first == second and len(first[0]) == 2
+    assert sum(p.probability for p in from_dir.predict(texts, top_k=4)[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_existing_bundle_is_not_overwritten(bundle_dir, tiny_export_dir):
+    with pytest.raises(EdgetuneError, match="--force"):
+        build_bundle(tiny_export_dir, bundle_dir, BundleConfig())
+
+
+def test_changed_model_bytes_are_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="model.onnx does not match its sha256"):
+        Bundle.load(copy)
+
+
+def test_edited_manifest_is_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["postprocessing"]["labels"][0] = "something_else"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest was modified"):
+        Bundle.load(copy)
+
+
+def test_missing_file_and_newer_format_are_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    (copy / "golden.json").unlink()
+    with pytest.raises(BundleError, match="golden.json is listed in the manifest but missing"):
+        Bundle.load(copy)
+    newer = _copy(bundle_dir, tmp_path / "n")
+    manifest = json.loads((newer / "manifest.json").read_text())
+    (newer / "manifest.json").write_text(json.dumps(seal_manifest(manifest | {"format_version": 99})))
+    with pytest.raises(BundleError, match="format 99 is newer than this runtime supports"):
+        Bundle.load(newer)
+
+
+def test_zip_with_path_traversal_or_absolute_names_is_refused(bundle_dir, tmp_path):
+    for name, bad_member in (("dotdot", "../evil.txt"), ("absolute", "/tmp/evil.txt")):
+        archive_path = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(archive_path, "w") as archive:
+            for path in bundle_dir.iterdir():
+                archive.write(path, f"b/{path.name}")
+            archive.writestr(bad_member, "x")
+        with pytest.raises(BundleError, match="outside the bundle|absolute path"):
+            Bundle.load(archive_path)
+
+
+def test_symlink_pointing_outside_is_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    outside = tmp_path / "outside.json"
+    shutil.copy2(copy / "labels.json", outside)
+    (copy / "labels.json").unlink()
+    (copy / "labels.json").symlink_to(outside)
+    with pytest.raises(BundleError, match="labels.json is a link or points outside"):
+        Bundle.load(copy)

@@ -1,0 +1,109 @@
+"""Quantisation: every mode yields a loadable graph whose ops show it is quantised; the budget decides."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import onnx
+import onnxruntime
+import pytest
+
+from edgetune.errors import ConfigError, EdgetuneError
+from edgetune.quantize.config import QuantizeConfig
+from edgetune.quantize.evaluate import VariantEvaluation
+from edgetune.quantize.run import _choose, _row, quantize
+from edgetune.quantize.variants import VARIANTS
+
+# The op types that prove a variant really is what its name says.
+EXPECTED_OPS = {
+    "dynamic-int8": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
+    "dynamic-int8-per-channel": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
+    "static-qdq-minmax": {"QuantizeLinear", "DequantizeLinear"},
+    "static-qdq-entropy": {"QuantizeLinear", "DequantizeLinear"},
+    "static-qop-minmax": {"QLinearMatMul", "QuantizeLinear", "QAttention", "QEmbedLayerNormalization"},
+    "static-qop-percentile": {"QLinearMatMul", "QuantizeLinear", "QAttention", "QEmbedLayerNormalization"},
+    "avx2": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
+}
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, tiny_export_dir):
+    output = tmp_path_factory.mktemp("quantized") / "q"
+    config = QuantizeConfig(variants=("fp16", *EXPECTED_OPS), latency_texts=20, calibration_samples=20,
+                            max_accuracy_drop=100.0, keep="dynamic-int8")
+    report = quantize(tiny_export_dir, output, config)
+    return output, report
+
+
+def test_every_variant_is_built_and_evaluated(quantized):
+    _, report = quantized
+    assert not report["failed"], report["failed"]
+    assert set(report["variants"]) == {"fp32", "fp16", *EXPECTED_OPS}
+    for row in report["variants"].values():
+        assert 0 <= row["accuracy"] <= 1 and row["p50_ms"] > 0 and row["size_mb"] > 0
+
+
+def test_kept_variant_is_written_loadable_and_quantised(quantized):
+    output, report = quantized
+    assert report["chosen"] == "dynamic-int8"
+    model = onnx.load(str(output / "model.onnx"))
+    ops = Counter(node.op_type for node in model.graph.node)
+    assert ops.keys() & EXPECTED_OPS["dynamic-int8"], ops
+    onnxruntime.InferenceSession(str(output / "model.onnx"), providers=["CPUExecutionProvider"])
+    manifest = json.loads((output / "edgetune.json").read_text())
+    assert manifest["stage"] == "quantize" and manifest["variant"]["name"] == "dynamic-int8"
+    assert "test" in report["variants"]["dynamic-int8"]
+
+
+@pytest.mark.parametrize("variant", sorted(EXPECTED_OPS))
+def test_each_mode_has_quantised_ops(tmp_path, tiny_export_dir, variant):
+    from edgetune.quantize.build import build_variant
+    from edgetune.quantize.run import _fixed_length_batches
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_export_dir)
+    calibration = _fixed_length_batches(tokenizer, ["I lost my card", "when will my transfer arrive?"] * 5, 32)
+    path = tmp_path / f"{variant}.onnx"
+    build_variant(VARIANTS[variant], tiny_export_dir / "model.onnx", path, calibration)
+    ops = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+    assert ops.keys() & EXPECTED_OPS[variant], f"{variant}: {dict(ops)}"
+    assert path.stat().st_size < (tiny_export_dir / "model.onnx").stat().st_size
+    onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_fp16_variant_stores_half_precision_weights(tmp_path, tiny_export_dir):
+    from edgetune.quantize.build import build_variant
+
+    path = tmp_path / "fp16.onnx"
+    build_variant(VARIANTS["fp16"], tiny_export_dir / "model.onnx", path, [])
+    types = Counter(init.data_type for init in onnx.load(str(path)).graph.initializer)
+    assert types[onnx.TensorProto.FLOAT16] > types.get(onnx.TensorProto.FLOAT, 0)
+
+
+def _evaluation(name: str, accuracy: float, p50: float, per_class: dict[str, float]) -> VariantEvaluation:
+    return VariantEvaluation(name=name, description=name, size_mb=1.0, accuracy=accuracy, macro_f1=accuracy,
+                             per_class_f1=per_class, p50_ms=p50, p90_ms=p50, nodes=10)
+
+
+def test_budget_rejects_a_variant_and_slower_variants_are_never_chosen():
+    config = QuantizeConfig(max_accuracy_drop=0.5)
+    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
+    rows = {
+        "fp32": _row(reference, reference, config),
+        "fast-but-lossy": _row(_evaluation("fast-but-lossy", 0.88, 1.0, {"a": 0.9, "b": 0.85}), reference, config),
+        "slow-fp16": _row(_evaluation("slow-fp16", 0.90, 6.0, {"a": 0.9, "b": 0.9}), reference, config),
+        "good-int8": _row(_evaluation("good-int8", 0.897, 1.5, {"a": 0.9, "b": 0.87}), reference, config),
+    }
+    assert not rows["fast-but-lossy"]["within_budget"] and rows["fast-but-lossy"]["accuracy_drop_points"] == 2.0
+    assert rows["fast-but-lossy"]["classes_losing_over_2_points"] == {"b": -5.0}
+    assert rows["good-int8"]["classes_losing_over_2_points"] == {"b": -3.0}
+    assert rows["slow-fp16"]["slower_than_fp32"]
+    assert _choose(rows, config) == "good-int8"
+    with pytest.raises(EdgetuneError, match="over the 0.5-point budget"):
+        _choose(rows, QuantizeConfig(max_accuracy_drop=0.5, keep="fast-but-lossy"))
+
+
+def test_unknown_variant_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown variant 'int4'"):
+        QuantizeConfig(variants=("int4",))

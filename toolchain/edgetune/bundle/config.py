@@ -1,0 +1,27 @@
+"""Settings of `edgetune bundle`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgetune.errors import ConfigError
+
+
+@dataclass
+class BundleConfig:
+    """What goes into a bundle besides the model."""
+
+    golden_examples: int = 16
+    """Real validation texts shipped with their expected outputs, so a device can verify the bundle."""
+    golden_tolerance: float = 0.02
+    """Largest probability drift a device may show on a golden example (int8 kernels differ by CPU)."""
+    ort_format: bool = False
+    """Also write model.ort and required_operators.config for ONNX Runtime mobile/minimal builds."""
+    zip: bool = False
+    """Also write the bundle as one .zip beside the directory."""
+
+    def __post_init__(self) -> None:
+        if self.golden_examples < 1:
+            raise ConfigError(f"golden_examples: {self.golden_examples} must be at least 1")
+        if not 0 < self.golden_tolerance < 1:
+            raise ConfigError(f"golden_tolerance: {self.golden_tolerance} must be in (0, 1)")

@@ -1,0 +1,33 @@
+"""Settings of an ONNX export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgetune.errors import ConfigError
+
+
+@dataclass
+class ExportConfig:
+    """How to export a fine-tuned classifier to ONNX and how strictly to check it."""
+
+    opset: int = 17
+    """ONNX opset; 17 is the oldest with LayerNormalization as one op (faster, fusable)."""
+    parity_texts: int = 256
+    """Held-out texts on which ONNX Runtime logits must match PyTorch's."""
+    max_abs_diff: float = 1e-4
+    """Largest allowed absolute logit difference in fp32; argmax must agree on every text."""
+    optimize: bool = True
+    """Run ONNX Runtime's transformer optimiser (attention, skip-LayerNorm, GELU, embedding fusions)."""
+    batch_size: int = 32
+    """Texts per forward pass during the parity check."""
+
+    def __post_init__(self) -> None:
+        if self.opset < 17:
+            raise ConfigError(f"opset: {self.opset} is below 17, the minimum edgetune exports")
+        if self.parity_texts < 1:
+            raise ConfigError(f"parity_texts: {self.parity_texts} must be at least 1")
+        if self.max_abs_diff <= 0:
+            raise ConfigError(f"max_abs_diff: {self.max_abs_diff} must be greater than zero")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: {self.batch_size} must be at least 1")

@@ -1,0 +1,48 @@
+"""Held-out text for checks after training: the split a fine-tuned model recorded, or a given file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgetune.data.config import DataConfig
+from edgetune.errors import EdgetuneError
+
+MANIFEST = "edgetune.json"
+
+
+def read_stage_manifest(model_dir: Path) -> dict:
+    """The edgetune manifest of a stage output, or {} for a plain Hugging Face directory."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise EdgetuneError(f"{path}: not valid JSON ({error}); the directory was edited or damaged") from None
+
+
+def heldout_split(model_dir: Path, split: str, texts_file: str | None = None) -> tuple[list[str], list[str]]:
+    """(texts, labels) of `split` ('train', 'validation' or 'test') as the model saw it, or of `texts_file`.
+
+    Labels are empty strings when `texts_file` has no label column.
+    """
+    from edgetune.data.load import load_labelled_data
+
+    if texts_file:
+        from edgetune.data.load import pick_text_and_label
+        from edgetune.data.read import read_table
+
+        return pick_text_and_label(read_table(texts_file), texts_file)
+    manifest = read_stage_manifest(model_dir)
+    data_config = manifest.get("data", {}).get("config")
+    if not data_config:
+        raise EdgetuneError(
+            f"{model_dir} records no training data (no edgetune.json from `edgetune finetune`); "
+            "pass --texts FILE with held-out text"
+        )
+    data = load_labelled_data(DataConfig(**data_config))
+    chosen = {"train": data.train, "validation": data.validation, "test": data.test}[split]
+    if chosen is None:
+        raise EdgetuneError(f"{model_dir} was trained without a {split} split; pass --texts FILE with held-out text")
+    return chosen.texts, chosen.labels

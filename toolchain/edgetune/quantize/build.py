@@ -1,0 +1,95 @@
+"""Build one variant's ONNX file from the fp32 graph."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy
+
+from edgetune.quantize.variants import VariantSpec
+
+
+class _BatchesReader:
+    """ONNX Runtime's calibration reader protocol over pre-tokenised batch-1 inputs."""
+
+    def __init__(self, batches: list[dict[str, numpy.ndarray]], input_names: list[str]) -> None:
+        self._batches = batches
+        self._input_names = input_names
+        self._iterator: Iterator | None = None
+
+    def get_next(self) -> dict[str, numpy.ndarray] | None:
+        if self._iterator is None:
+            self._iterator = iter(self._batches)
+        batch = next(self._iterator, None)
+        return None if batch is None else {name: batch[name] for name in self._input_names}
+
+    def rewind(self) -> None:
+        self._iterator = None
+
+
+def build_variant(spec: VariantSpec, fp32_path: Path, output_path: Path,
+                  calibration_batches: list[dict[str, numpy.ndarray]]) -> None:
+    """Write `spec` applied to `fp32_path` to `output_path`."""
+    if spec.kind == "fp32":
+        shutil.copy2(fp32_path, output_path)
+    elif spec.kind == "fp16":
+        _to_float16(fp32_path, output_path)
+    elif spec.kind == "dynamic":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(fp32_path, output_path, per_channel=spec.per_channel, reduce_range=spec.reduce_range,
+                         weight_type=QuantType[spec.weight_type], nodes_to_exclude=list(spec.nodes_to_exclude) or None,
+                         # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference;
+                         # their outputs are float, which is all the quantiser needs to know.
+                         extra_options={"DefaultTensorType": _float_tensor_type()})
+    elif spec.kind == "static":
+        _static(spec, fp32_path, output_path, calibration_batches)
+    else:  # pragma: no cover - the Literal type rules this out
+        raise ValueError(spec.kind)
+
+
+def _float_tensor_type() -> int:
+    import onnx
+
+    return onnx.TensorProto.FLOAT
+
+
+def _to_float16(fp32_path: Path, output_path: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    # Inputs and outputs stay float32/int64 so callers feed and read the same tensors for every variant.
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    onnx.save(converted, str(output_path))
+
+
+def _static(spec: VariantSpec, fp32_path: Path, output_path: Path,
+            calibration_batches: list[dict[str, numpy.ndarray]]) -> None:
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_names = [i.name for i in onnxruntime.InferenceSession(str(fp32_path)).get_inputs()]
+    # Shape inference first, as ONNX Runtime recommends for static quantisation: it lets the
+    # quantiser see the tensor shapes it needs to place scales correctly.
+    prepared = output_path.with_suffix(".prep.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        source = prepared
+    except Exception:  # noqa: BLE001 - contrib ops can defeat symbolic shape inference; quantise as is
+        source = fp32_path
+    try:
+        quantize_static(
+            source, output_path, _BatchesReader(calibration_batches, input_names),
+            quant_format=QuantFormat[spec.quant_format], per_channel=spec.per_channel,
+            reduce_range=spec.reduce_range, activation_type=QuantType[spec.activation_type],
+            weight_type=QuantType[spec.weight_type], calibrate_method=CalibrationMethod[spec.calibration],
+            nodes_to_exclude=list(spec.nodes_to_exclude) or None,
+            extra_options={"ActivationSymmetric": spec.activation_type == "QInt8",
+                           "DefaultTensorType": _float_tensor_type()},
+        )
+    finally:
+        prepared.unlink(missing_ok=True)

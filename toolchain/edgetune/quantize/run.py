@@ -1,0 +1,270 @@
+"""`quantize`: build variants of an exported graph, evaluate each, keep one inside the accuracy budget."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy
+from edgetune_runtime.hashing import sha256_file
+
+from edgetune import __version__
+from edgetune.atomic import atomic_directory, write_json_atomic
+from edgetune.configuration import config_to_dict
+from edgetune.errors import EdgetuneError
+from edgetune.export.heldout import MANIFEST, heldout_split, read_stage_manifest
+from edgetune.quantize.config import QuantizeConfig
+from edgetune.quantize.evaluate import VariantEvaluation
+from edgetune.quantize.variants import VARIANTS, VariantSpec
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+# Compression hurts rare classes first (Hooker et al. 2019): list the classes that lose this much F1.
+F1_LOSS_FLAGGED_POINTS = 2.0
+
+
+def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeConfig, *, force: bool = False) -> dict:
+    """Evaluate `config.variants` of `export_dir`'s graph and write the chosen one to `output_dir`.
+
+    Returns the report (also written as quantize_report.json): every variant's accuracy, macro-F1,
+    worst per-class F1 change, size and batch-1 latency, and which one was kept and why.
+    """
+    export_dir, output_dir = Path(export_dir), Path(output_dir)
+    manifest = read_stage_manifest(export_dir)
+    if manifest.get("stage") != "export" or not (export_dir / MODEL_FILE).is_file():
+        raise EdgetuneError(f"{export_dir}: not an `edgetune export` directory (no {MODEL_FILE} with its manifest)")
+    if output_dir.exists() and not force:
+        raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
+
+    source_dir = Path(manifest["source"]["path"])
+    label_names = manifest["labels"]
+    texts, labels = heldout_split(source_dir, "validation")
+    calibration_texts = _training_texts(source_dir, config.calibration_samples)
+    test_split = _optional_test_split(source_dir)
+
+    from transformers import AutoTokenizer
+
+    from edgetune.export.parity import encode_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(export_dir)
+    max_length = manifest["max_length"]
+    label_index = {name: i for i, name in enumerate(label_names)}
+    eval_batches = encode_batches(tokenizer, texts, 64, max_length)
+    eval_ids = numpy.array([label_index[label] for label in labels])
+    latency_batches = encode_batches(tokenizer, texts[: config.latency_texts], 1, max_length)
+    calibration_batches = _fixed_length_batches(tokenizer, calibration_texts, max_length)
+
+    def evaluate(spec: VariantSpec, path: Path) -> VariantEvaluation:
+        from edgetune.quantize.evaluate import evaluate_variant
+
+        return evaluate_variant(spec.name, spec.description, path, eval_batches, eval_ids, label_names,
+                                latency_batches, config.threads, list(spec.nodes_to_exclude))
+
+    with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as scratch:
+        scratch_dir = Path(scratch)
+        built: dict[str, tuple[VariantSpec, Path, VariantEvaluation]] = {}
+        failures: dict[str, str] = {}
+        names = ["fp32", *[name for name in config.variants if name != "fp32"]]
+        for name in names:
+            spec = VARIANTS[name]
+            result = _build_and_evaluate(spec, export_dir / MODEL_FILE, scratch_dir, calibration_batches, evaluate)
+            if isinstance(result, str):
+                failures[name] = result
+                continue
+            built[name] = (spec, *result)
+        reference = built["fp32"][2]
+        if config.auto:
+            _rescue_with_exclusions(built, reference, config, export_dir / MODEL_FILE, scratch_dir,
+                                    calibration_batches, evaluate)
+        rows = {name: _row(evaluation, reference, config) for name, (_, _, evaluation) in built.items()}
+        chosen = _choose(rows, config)
+        log.info("\n%s", format_quantize_table(rows, chosen))
+        spec, chosen_path, chosen_eval = built[chosen]
+        if test_split is not None:
+            rows[chosen]["test"] = _test_metrics(chosen_path, tokenizer, test_split, label_names, max_length)
+            rows["fp32"]["test"] = _test_metrics(built["fp32"][1], tokenizer, test_split, label_names, max_length)
+        report = {"chosen": chosen, "reason": _reason(rows, chosen, config), "variants": rows,
+                  "failed": failures, "evaluated_on": "validation split", "config": config_to_dict(config)}
+        with atomic_directory(output_dir, overwrite=force) as staging:
+            shutil.copy2(chosen_path, staging / MODEL_FILE)
+            for path in export_dir.iterdir():
+                if path.is_file() and path.name not in (MODEL_FILE, MANIFEST):
+                    shutil.copy2(path, staging / path.name)
+            write_json_atomic(staging / "quantize_report.json", report)
+            _write_manifest(staging, export_dir, manifest, config, chosen, rows[chosen], spec)
+    return report
+
+
+def _build_and_evaluate(spec, fp32_path, scratch_dir, calibration_batches, evaluate):
+    from edgetune.quantize.build import build_variant
+
+    path = scratch_dir / f"{spec.name}.onnx"
+    log.info("building %s: %s", spec.name, spec.description)
+    try:
+        build_variant(spec, fp32_path, path, calibration_batches)
+        return path, evaluate(spec, path)
+    except Exception as error:  # noqa: BLE001 - a variant ORT cannot build for this graph is reported, not fatal
+        log.warning("variant %s failed: %s: %s", spec.name, type(error).__name__, str(error).splitlines()[0][:200])
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+
+
+def _row(evaluation: VariantEvaluation, reference: VariantEvaluation, config: QuantizeConfig) -> dict:
+    changes = evaluation.per_class_f1_change(reference)
+    losers = {label: change for label, change in sorted(changes.items(), key=lambda item: item[1])
+              if change <= -F1_LOSS_FLAGGED_POINTS}
+    drop_points = round(100 * (reference.accuracy - evaluation.accuracy), 2)
+    row = asdict(evaluation)
+    row.pop("per_class_f1")
+    return row | {
+        "accuracy_drop_points": drop_points,
+        "worst_class_f1_change_points": min(changes.values()) if changes else 0.0,
+        "classes_losing_over_2_points": losers,
+        "speedup_vs_fp32": round(reference.p50_ms / evaluation.p50_ms, 3) if evaluation.p50_ms else None,
+        "within_budget": drop_points <= config.max_accuracy_drop,
+        "slower_than_fp32": evaluation.p50_ms > reference.p50_ms and evaluation.name != "fp32",
+    }
+
+
+def _choose(rows: dict[str, dict], config: QuantizeConfig) -> str:
+    if config.keep and not config.auto:
+        if config.keep not in rows:
+            raise EdgetuneError(f"--keep {config.keep}: that variant was not built; add it to the variants")
+        if not rows[config.keep]["within_budget"]:
+            raise EdgetuneError(
+                f"--keep {config.keep}: accuracy drops {rows[config.keep]['accuracy_drop_points']} points, "
+                f"over the {config.max_accuracy_drop}-point budget; raise --max-accuracy-drop or keep another variant"
+            )
+        return config.keep
+    # A variant slower than fp32 on this CPU is reported but never chosen: it would only lose accuracy.
+    eligible = [name for name, row in rows.items() if row["within_budget"] and not row["slower_than_fp32"]]
+    return min(eligible, key=lambda name: rows[name]["p50_ms"])
+
+
+def _reason(rows: dict[str, dict], chosen: str, config: QuantizeConfig) -> str:
+    row = rows[chosen]
+    return (f"fastest variant within {config.max_accuracy_drop} accuracy points of fp32: "
+            f"p50 {row['p50_ms']} ms ({row['speedup_vs_fp32']}x fp32), "
+            f"accuracy drop {row['accuracy_drop_points']} points")
+
+
+def _sensitive_node_groups(fp32_path: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """Node groups to keep in float, most likely culprits first: the head, then the last and first layers."""
+    import onnx
+
+    matmuls = [node.name for node in onnx.load(str(fp32_path), load_external_data=False).graph.node
+               if node.op_type in ("MatMul", "Gemm", "Attention")]
+    head = tuple(n for n in matmuls if "classifier" in n or "pooler" in n)
+    layers = sorted({part for n in matmuls for part in n.split("/") if part.startswith("layer.")},
+                    key=lambda part: int(part.split(".")[1]) if part.split(".")[1].isdigit() else 0)
+    groups = [("head", head)] if head else []
+    if layers:
+        groups.append(("last-layer", tuple(n for n in matmuls if f"/{layers[-1]}/" in n)))
+        groups.append(("first-layer", tuple(n for n in matmuls if f"/{layers[0]}/" in n)))
+    return [(label, nodes) for label, nodes in groups if nodes]
+
+
+def _rescue_with_exclusions(built, reference, config, fp32_path, scratch_dir, calibration_batches, evaluate) -> None:
+    """For each int8 variant over budget, keep sensitive node groups in float until it fits (or give up)."""
+    groups = _sensitive_node_groups(fp32_path)
+    for spec, _, evaluation in list(built.values()):
+        if spec.kind not in ("dynamic", "static"):
+            continue
+        drop = 100 * (reference.accuracy - evaluation.accuracy)
+        excluded: tuple[str, ...] = ()
+        labels: list[str] = []
+        for label, nodes in groups:
+            if drop <= config.max_accuracy_drop:
+                break
+            excluded += nodes
+            labels.append(label)
+            candidate = spec.excluding(excluded, "-".join(f"float-{g}" for g in labels))
+            result = _build_and_evaluate(candidate, fp32_path, scratch_dir, calibration_batches, evaluate)
+            if isinstance(result, str):
+                break
+            built[candidate.name] = (candidate, *result)
+            drop = 100 * (reference.accuracy - result[1].accuracy)
+
+
+def _fixed_length_batches(tokenizer, texts: list[str], max_length: int) -> list[dict[str, numpy.ndarray]]:
+    """Batch-1 calibration inputs all padded to one length: histogram calibrators (Entropy,
+    Percentile) stack every observed tensor and need identical shapes."""
+    longest = max(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
+    encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=longest, return_tensors="np")
+    return [{name: value[i:i + 1].astype(numpy.int64) for name, value in encoded.items()} for i in range(len(texts))]
+
+
+def _training_texts(source_dir: Path, count: int) -> list[str]:
+    texts, _ = heldout_split(source_dir, "train")
+    step = max(1, len(texts) // count)
+    return texts[::step][:count]  # spread over the file rather than its first rows (often one class)
+
+
+def _optional_test_split(source_dir: Path):
+    try:
+        return heldout_split(source_dir, "test")
+    except EdgetuneError:
+        return None
+
+
+def _test_metrics(path: Path, tokenizer, split, label_names: list[str], max_length: int) -> dict:
+    from edgetune.export.parity import encode_batches
+    from edgetune.finetune.metrics import summary_metrics
+    from edgetune.quantize.evaluate import predict_logits, session_for
+
+    texts, labels = split
+    index = {name: i for i, name in enumerate(label_names)}
+    logits = predict_logits(session_for(path, 0), encode_batches(tokenizer, texts, 64, max_length))
+    return summary_metrics(numpy.array([index[label] for label in labels]), logits.argmax(-1), len(label_names))
+
+
+def format_quantize_table(rows: dict[str, dict], chosen: str) -> str:
+    header = (f"{'variant':<44}{'acc':>8}{'Δacc pt':>9}{'macroF1':>9}{'worst ΔF1':>10}{'MB':>8}"
+              f"{'p50 ms':>9}{'p90 ms':>9}{'speedup':>8}  note")
+    lines = [header]
+    for name, row in sorted(rows.items(), key=lambda item: item[1]["p50_ms"]):
+        note = []
+        if name == chosen:
+            note.append("CHOSEN")
+        if not row["within_budget"]:
+            note.append("over budget")
+        if row["slower_than_fp32"]:
+            note.append("slower than fp32")
+        if row["classes_losing_over_2_points"]:
+            note.append(f"{len(row['classes_losing_over_2_points'])} classes lose >2 F1 pt")
+        lines.append(f"{name:<44}{row['accuracy']:>8.2%}{row['accuracy_drop_points']:>9.2f}{row['macro_f1']:>9.4f}"
+                     f"{row['worst_class_f1_change_points']:>10.2f}{row['size_mb']:>8.1f}{row['p50_ms']:>9.3f}"
+                     f"{row['p90_ms']:>9.3f}{row['speedup_vs_fp32']:>7.2f}x  {', '.join(note)}")
+    return "\n".join(lines)
+
+
+def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, config: QuantizeConfig, chosen: str,
+                    row: dict, spec: VariantSpec) -> None:
+    from edgetune.export.onnx_export import graph_io
+
+    files = {path.name: sha256_file(path) for path in sorted(staging.iterdir()) if path.is_file()}
+    manifest = {
+        "stage": "quantize",
+        "edgetune_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "task": export_manifest["task"],
+        "source": {"path": str(export_dir), "manifest_sha256": sha256_file(export_dir / MANIFEST),
+                   "training_dir": export_manifest["source"]["path"],
+                   "base_model": export_manifest["source"].get("base_model"),
+                   "data": export_manifest["source"].get("data")},
+        "variant": {"name": chosen, "spec": asdict(spec)},
+        "config": config_to_dict(config),
+        "graph": graph_io(staging / MODEL_FILE),
+        "max_length": export_manifest["max_length"],
+        "labels": export_manifest["labels"],
+        "evaluation": row,
+        "files": files,
+    }
+    write_json_atomic(staging / MANIFEST, json.loads(json.dumps(manifest, default=str)))

@@ -1,0 +1,54 @@
+"""The quantisation variants edgetune knows, including named ISA presets in the spirit of Optimum's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+VariantKind = Literal["fp32", "fp16", "dynamic", "static"]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One way to turn the fp32 graph into a smaller or faster one."""
+
+    name: str
+    kind: VariantKind
+    description: str
+    per_channel: bool = False
+    reduce_range: bool = False
+    quant_format: Literal["QDQ", "QOperator"] = "QDQ"
+    calibration: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
+    activation_type: Literal["QUInt8", "QInt8"] = "QUInt8"
+    weight_type: Literal["QUInt8", "QInt8"] = "QInt8"
+    nodes_to_exclude: tuple[str, ...] = ()
+
+    def excluding(self, nodes: tuple[str, ...], suffix: str) -> VariantSpec:
+        return replace(self, name=f"{self.name}+{suffix}", nodes_to_exclude=self.nodes_to_exclude + nodes)
+
+
+def _static(format_name: str, method: str) -> VariantSpec:
+    short = "qdq" if format_name == "QDQ" else "qop"
+    return VariantSpec(f"static-{short}-{method.lower()}", "static",
+                       f"static int8, {format_name} format, {method} calibration on training texts",
+                       per_channel=format_name == "QDQ", quant_format=format_name, calibration=method)
+
+
+VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in (
+    VariantSpec("fp32", "fp32", "the exported graph, unquantised (the reference)"),
+    VariantSpec("fp16", "fp16", "float16 weights and activations, float32 inputs and outputs"),
+    VariantSpec("dynamic-int8", "dynamic", "dynamic int8: int8 weights per tensor, activations quantised at run time"),
+    VariantSpec("dynamic-int8-per-channel", "dynamic", "dynamic int8 with per-channel weight scales",
+                per_channel=True),
+    *(_static(fmt, method) for fmt in ("QDQ", "QOperator") for method in ("MinMax", "Entropy", "Percentile")),
+    # ISA presets: the same choices Optimum's AutoQuantizationConfig makes per instruction set.
+    VariantSpec("avx512_vnni", "dynamic", "preset for x86 with AVX-512 VNNI: dynamic u8s8, per channel",
+                per_channel=True),
+    VariantSpec("avx2", "dynamic", "preset for x86 AVX2 without VNNI: dynamic u8s8, reduced range to avoid "
+                "16-bit accumulator saturation", per_channel=True, reduce_range=True),
+    VariantSpec("arm64", "dynamic", "preset for ARM64 (NEON dot product): dynamic u8s8, per channel",
+                per_channel=True),
+)}
+
+DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "dynamic-int8-per-channel", "static-qdq-minmax",
+                    "static-qop-minmax")
