@@ -13,6 +13,27 @@ _PACKAGES = ("edgetune", "torch", "transformers", "peft", "accelerate", "dataset
              "numpy")
 
 
+def cpu_times() -> list[int]:
+    """The aggregate `cpu` line of /proc/stat (user, nice, system, idle, iowait, irq, softirq, steal, ...)."""
+    try:
+        with open("/proc/stat") as handle:
+            return [int(value) for value in handle.readline().split()[1:]]
+    except OSError:
+        return []
+
+
+def steal_fraction(start: list[int], end: list[int]) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two snapshots.
+
+    On a shared VM this is the noise behind every wall time: at 50% steal a run takes twice as long.
+    """
+    if len(start) < 8 or len(end) < 8:
+        return None
+    deltas = [b - a for a, b in zip(start, end, strict=False)]
+    total = sum(deltas[:8])
+    return round(deltas[7] / total, 3) if total else None
+
+
 def versions() -> dict[str, str]:
     found = {}
     for name in _PACKAGES:

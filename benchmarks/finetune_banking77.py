@@ -18,7 +18,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edgetune.data.config import DataConfig  # noqa: E402
 from edgetune.finetune.config import FinetuneConfig, LoraSettings  # noqa: E402
-from environment import run_context  # noqa: E402
+from environment import cpu_times, run_context, steal_fraction  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BANKING77 = REPO.parent / "shared" / "data" / "banking77"
@@ -57,7 +57,9 @@ def main(methods, model, epochs, batch_size, learning_rate, freeze_embeddings, n
                                 freeze_embeddings=freeze_embeddings, **settings)
         short_model = model.split("/")[-1]
         output = Path(runs_dir) / f"{short_model}-{method}"
+        cpu_before = cpu_times()
         result = finetune(data, config, output, force=True)
+        cpu_steal = steal_fraction(cpu_before, cpu_times())
         manifest = json.loads((output / "edgetune.json").read_text())
         test = result.metrics["test"]
         row = {
@@ -68,6 +70,7 @@ def main(methods, model, epochs, batch_size, learning_rate, freeze_embeddings, n
             "test_macro_f1": round(test["macro_f1"], 4),
             "validation_accuracy": round(result.metrics["validation"]["accuracy"], 4),
             "wall_time_s": round(result.wall_time_s, 1),
+            "cpu_steal_fraction": cpu_steal,
             "training": manifest["training"],
             "config": manifest["config"],
             "data": manifest["data"],

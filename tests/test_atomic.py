@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.errors import EdgetuneError
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import write_csv
 
 EDGETUNE = [sys.executable, "-m", "edgetune"]
@@ -102,3 +103,27 @@ def test_unreachable_hub_dataset_is_one_line(tmp_path):
     result = run([*EDGETUNE, "data", "inspect", "--train", "someone/no-such-dataset"],
                  env=os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
     _assert_one_line_error(result, "not a local file, and loading it as a hub dataset failed")
+
+
+def test_export_quantize_bundle_refuse_wrong_inputs_in_one_line(tmp_path, tiny_finetuned_dir):
+    _assert_one_line_error(run([*EDGETUNE, "export", str(tmp_path), str(tmp_path / "o")]), "no config.json")
+    _assert_one_line_error(run([*EDGETUNE, "quantize", str(tiny_finetuned_dir), str(tmp_path / "q")]),
+                           "not an `edgetune export` directory")
+    _assert_one_line_error(run([*EDGETUNE, "bundle", str(tiny_finetuned_dir), str(tmp_path / "b")]),
+                           "not an `edgetune export` or `edgetune quantize` output")
+    _assert_one_line_error(run([*EDGETUNE, "quantize", str(tmp_path), str(tmp_path / "q"), "--variant", "int3"]),
+                           "unknown variant 'int3'")
+
+
+def test_quantize_then_bundle_from_the_command_line(tmp_path, tiny_export_dir):
+    quantized, bundle = tmp_path / "int8", tmp_path / "bundle"
+    result = run([*EDGETUNE, "quantize", str(tiny_export_dir), str(quantized), "--variant", "dynamic-int8",
+                  "--latency-texts", "10", "--max-accuracy-drop", "100"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "kept " in result.stdout and (quantized / "quantize_report.json").is_file()
+    result = run([*EDGETUNE, "bundle", str(quantized), str(bundle), "--zip"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    verify = run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
+                  "from edgetune_runtime.bundle import Bundle; "
+                  f"b = Bundle.load({str(bundle.with_suffix('.zip'))!r}); print(b.verify().passed)"])
+    assert verify.stdout.strip() == "True", verify.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from edgetune.configuration import build_config, config_to_dict
 from edgetune.errors import ConfigError
 from edgetune.finetune.config import FinetuneConfig

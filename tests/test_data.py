@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas
 import pytest
+
 from conftest import banking77_subset, write_csv
 from edgetune.data.config import DataConfig
 from edgetune.data.load import load_labelled_data

@@ -8,10 +8,10 @@ import numpy
 import onnxruntime
 import pytest
 
+from edgetune.errors import ConfigError
 from edgetune.export.config import ExportConfig
 from edgetune.export.onnx_export import export_onnx
 from edgetune.export.parity import ParityError
-from edgetune.errors import ConfigError
 
 
 def test_export_passes_parity_and_records_it(tiny_export_dir):

@@ -7,13 +7,14 @@ import json
 import numpy
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+
 from edgetune.data.config import DataConfig
 from edgetune.data.load import load_labelled_data
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.finetune.config import FinetuneConfig, LoraSettings
 from edgetune.finetune.train import finetune, work_directory_for
 from edgetune_runtime.hashing import sha256_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 
 class SimulatedCrash(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import banking77_subset, write_csv
 from edgetune.data.config import DataConfig
 from edgetune.finetune.config import FinetuneConfig

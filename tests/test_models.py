@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from edgetune.errors import IntegrityError, ModelNotFoundError
 from edgetune.models.cache import cached_model_dir
 from edgetune.models.pull import pull_model

@@ -24,6 +24,8 @@ EXPECTED_OPS = {
     "static-qop-minmax": {"QLinearMatMul", "QuantizeLinear", "QAttention", "QEmbedLayerNormalization"},
     "static-qop-percentile": {"QLinearMatMul", "QuantizeLinear", "QAttention", "QEmbedLayerNormalization"},
     "avx2": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
+    "weight-only-int8": {"MatMulNBits"},
+    "weight-only-int4": {"MatMulNBits"},
 }
 
 
@@ -58,9 +60,10 @@ def test_kept_variant_is_written_loadable_and_quantised(quantized):
 
 @pytest.mark.parametrize("variant", sorted(EXPECTED_OPS))
 def test_each_mode_has_quantised_ops(tmp_path, tiny_export_dir, variant):
+    from transformers import AutoTokenizer
+
     from edgetune.quantize.build import build_variant
     from edgetune.quantize.run import _fixed_length_batches
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_export_dir)
     calibration = _fixed_length_batches(tokenizer, ["I lost my card", "when will my transfer arrive?"] * 5, 32)
@@ -91,17 +94,18 @@ def test_budget_rejects_a_variant_and_slower_variants_are_never_chosen():
     reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
     rows = {
         "fp32": _row(reference, reference, config),
-        "fast-but-lossy": _row(_evaluation("fast-but-lossy", 0.88, 1.0, {"a": 0.9, "b": 0.85}), reference, config),
-        "slow-fp16": _row(_evaluation("slow-fp16", 0.90, 6.0, {"a": 0.9, "b": 0.9}), reference, config),
-        "good-int8": _row(_evaluation("good-int8", 0.897, 1.5, {"a": 0.9, "b": 0.87}), reference, config),
+        "dynamic-int8": _row(_evaluation("dynamic-int8", 0.88, 1.0, {"a": 0.9, "b": 0.85}), reference, config),
+        "fp16": _row(_evaluation("fp16", 0.90, 6.0, {"a": 0.9, "b": 0.9}), reference, config),
+        "static-qop-minmax": _row(_evaluation("static-qop-minmax", 0.897, 1.5, {"a": 0.9, "b": 0.87}), reference,
+                                  config),
     }
-    assert not rows["fast-but-lossy"]["within_budget"] and rows["fast-but-lossy"]["accuracy_drop_points"] == 2.0
-    assert rows["fast-but-lossy"]["classes_losing_over_2_points"] == {"b": -5.0}
-    assert rows["good-int8"]["classes_losing_over_2_points"] == {"b": -3.0}
-    assert rows["slow-fp16"]["slower_than_fp32"]
-    assert _choose(rows, config) == "good-int8"
+    assert not rows["dynamic-int8"]["within_budget"] and rows["dynamic-int8"]["accuracy_drop_points"] == 2.0
+    assert rows["dynamic-int8"]["classes_losing_over_2_points"] == {"b": -5.0}
+    assert rows["static-qop-minmax"]["classes_losing_over_2_points"] == {"b": -3.0}
+    assert rows["fp16"]["slower_than_fp32"]
+    assert _choose(rows, config) == "static-qop-minmax"
     with pytest.raises(EdgetuneError, match="over the 0.5-point budget"):
-        _choose(rows, QuantizeConfig(max_accuracy_drop=0.5, keep="fast-but-lossy"))
+        _choose(rows, QuantizeConfig(max_accuracy_drop=0.5, keep="dynamic-int8"))
 
 
 def test_unknown_variant_is_a_config_error():

@@ -11,11 +11,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetune_runtime import BUNDLE_FORMAT_VERSION
-from edgetune_runtime.device import describe_machine
-from edgetune_runtime.hashing import sha256_file
-from edgetune_runtime.manifest import MANIFEST_FILE, seal_manifest
-
 from edgetune import __version__
 from edgetune.atomic import atomic_directory
 from edgetune.bundle.card import model_card
@@ -23,6 +18,10 @@ from edgetune.bundle.config import BundleConfig
 from edgetune.errors import EdgetuneError
 from edgetune.export.heldout import MANIFEST as STAGE_MANIFEST
 from edgetune.export.heldout import heldout_split, read_stage_manifest
+from edgetune_runtime import BUNDLE_FORMAT_VERSION
+from edgetune_runtime.device import describe_machine
+from edgetune_runtime.hashing import sha256_file
+from edgetune_runtime.manifest import MANIFEST_FILE, seal_manifest
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"

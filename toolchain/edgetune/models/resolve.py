@@ -15,11 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetune_runtime.hashing import sha256_file
-
 from edgetune.errors import EdgetuneError, ModelNotFoundError
 from edgetune.models.cache import cached_model_dir
 from edgetune.models.registry import PackagedModel, find_packaged_model
+from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,8 @@ def build_variant(spec: VariantSpec, fp32_path: Path, output_path: Path,
                          extra_options={"DefaultTensorType": _float_tensor_type()})
     elif spec.kind == "static":
         _static(spec, fp32_path, output_path, calibration_batches)
+    elif spec.kind == "weight-only":
+        _weight_only(spec, fp32_path, output_path)
     else:  # pragma: no cover - the Literal type rules this out
         raise ValueError(spec.kind)
 
@@ -64,6 +66,20 @@ def _to_float16(fp32_path: Path, output_path: Path) -> None:
     # Inputs and outputs stay float32/int64 so callers feed and read the same tensors for every variant.
     converted = convert_float_to_float16(model, keep_io_types=True)
     onnx.save(converted, str(output_path))
+
+
+def _weight_only(spec: VariantSpec, fp32_path: Path, output_path: Path) -> None:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    block_size = 32  # small blocks keep the per-block scale accurate for 384-wide layers
+    algorithm = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4,
+                                             bits=spec.weight_bits)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_path)), bits=spec.weight_bits, block_size=block_size,
+                                     is_symmetric=True, accuracy_level=4, algo_config=algorithm,
+                                     nodes_to_exclude=list(spec.nodes_to_exclude) or None)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(output_path), use_external_data_format=False)
 
 
 def _static(spec: VariantSpec, fp32_path: Path, output_path: Path,

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy
-from edgetune_runtime.hashing import sha256_file
 
 from edgetune import __version__
 from edgetune.atomic import atomic_directory, write_json_atomic
@@ -22,6 +21,7 @@ from edgetune.export.heldout import MANIFEST, heldout_split, read_stage_manifest
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
 from edgetune.quantize.variants import VARIANTS, VariantSpec
+from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-VariantKind = Literal["fp32", "fp16", "dynamic", "static"]
+VariantKind = Literal["fp32", "fp16", "dynamic", "static", "weight-only"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class VariantSpec:
     activation_type: Literal["QUInt8", "QInt8"] = "QUInt8"
     weight_type: Literal["QUInt8", "QInt8"] = "QInt8"
     nodes_to_exclude: tuple[str, ...] = ()
+    weight_bits: int = 8
+    """weight-only variants: bits per weight in MatMulNBits blocks of 32."""
 
     def excluding(self, nodes: tuple[str, ...], suffix: str) -> VariantSpec:
         return replace(self, name=f"{self.name}+{suffix}", nodes_to_exclude=self.nodes_to_exclude + nodes)
@@ -41,6 +43,12 @@ VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in (
     VariantSpec("dynamic-int8-per-channel", "dynamic", "dynamic int8 with per-channel weight scales",
                 per_channel=True),
     *(_static(fmt, method) for fmt in ("QDQ", "QOperator") for method in ("MinMax", "Entropy", "Percentile")),
+    # MatMulNBits: block-quantised weights with int8 compute (accuracy level 4); its kernels target
+    # the small-M matrix products of batch-1 inference.
+    VariantSpec("weight-only-int8", "weight-only", "MatMulNBits 8-bit weights (blocks of 32), int8 compute",
+                weight_bits=8),
+    VariantSpec("weight-only-int4", "weight-only", "MatMulNBits 4-bit weights (blocks of 32), int8 compute",
+                weight_bits=4),
     # ISA presets: the same choices Optimum's AutoQuantizationConfig makes per instruction set.
     VariantSpec("avx512_vnni", "dynamic", "preset for x86 with AVX-512 VNNI: dynamic u8s8, per channel",
                 per_channel=True),
