@@ -16,8 +16,9 @@ from edgetune.atomic import atomic_directory
 from edgetune.bundle.card import model_card
 from edgetune.bundle.config import BundleConfig
 from edgetune.errors import EdgetuneError
-from edgetune.export.heldout import MANIFEST as STAGE_MANIFEST
-from edgetune.export.heldout import heldout_split, read_stage_manifest
+from edgetune.export.heldout import heldout_split
+from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
+from edgetune.stage_manifest import read_stage_manifest
 from edgetune_runtime import BUNDLE_FORMAT_VERSION
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.hashing import sha256_file

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgetune.data.config import DataConfig
 from edgetune.errors import EdgetuneError
-
-MANIFEST = "edgetune.json"
-
-
-def read_stage_manifest(model_dir: Path) -> dict:
-    """The edgetune manifest of a stage output, or {} for a plain Hugging Face directory."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise EdgetuneError(f"{path}: not valid JSON ({error}); the directory was edited or damaged") from None
+from edgetune.stage_manifest import read_stage_manifest
 
 
 def heldout_split(model_dir: Path, split: str, texts_file: str | None = None) -> tuple[list[str], list[str]]:

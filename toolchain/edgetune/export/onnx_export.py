@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from edgetune import __version__
-from edgetune.atomic import atomic_directory, write_json_atomic
+from edgetune.atomic import atomic_directory
 from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
 from edgetune.export.config import ExportConfig
-from edgetune.export.heldout import MANIFEST, heldout_split, read_stage_manifest
+from edgetune.export.heldout import heldout_split
 from edgetune.export.parity import ParityError, ParityReport
-from edgetune_runtime.hashing import sha256_file
+from edgetune.stage_manifest import manifest_sha256, read_stage_manifest, write_stage_manifest
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +130,8 @@ def _write_manifest(staging: Path, model_dir: Path, source_manifest: dict, confi
     import json
 
     model_config = json.loads((staging / "config.json").read_text())
-    files = {path.name: sha256_file(path) for path in sorted(staging.iterdir()) if path.is_file()}
-    manifest = {
-        "stage": "export",
-        "edgetune_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "task": "text-classification",
-        "source": {"path": str(model_dir), "manifest_sha256": sha256_file(model_dir / MANIFEST)
-                   if (model_dir / MANIFEST).is_file() else None,
+    write_stage_manifest(staging, "export", "text-classification", {
+        "source": {"path": str(model_dir), "manifest_sha256": manifest_sha256(model_dir),
                    "base_model": source_manifest.get("base_model"), "data": source_manifest.get("data"),
                    "metrics": source_manifest.get("metrics")},
         "config": config_to_dict(config),
@@ -152,6 +142,4 @@ def _write_manifest(staging: Path, model_dir: Path, source_manifest: dict, confi
         "optimized": optimized,
         "fusions": fusions,
         "op_counts": {"exported": raw_ops, "final": final_ops},
-        "files": files,
-    }
-    write_json_atomic(staging / MANIFEST, manifest)
+    })

@@ -13,14 +13,11 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from edgetune import __version__
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig
@@ -29,7 +26,7 @@ from edgetune.data.report import build_data_report, format_data_report
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.models.resolve import ResolvedModel, resolve_model
-from edgetune_runtime.hashing import sha256_file
+from edgetune.stage_manifest import write_stage_manifest
 
 log = logging.getLogger(__name__)
 
@@ -329,13 +326,7 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
         write_json_atomic(staging / "metrics.json", metrics)
         write_json_atomic(staging / "data_report.json", data_report)
         write_curves(trainer.state.log_history, staging, config.metric)
-        files = {path.name: sha256_file(path) for path in sorted(staging.iterdir()) if path.is_file()}
-        manifest = {
-            "stage": "finetune",
-            "edgetune_version": __version__,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-            "task": "text-classification",
+        write_stage_manifest(staging, "finetune", "text-classification", {
             "base_model": {"name": model_ref.name, "source": model_ref.source, "path": str(model_ref.path),
                            "weights_sha256": model_ref.weights_sha256},
             # The data config lets later stages (export parity, quantisation calibration and evaluation)
@@ -346,9 +337,7 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
             "config": config_to_dict(config),
             "training": training,
             "metrics": {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for split, m in metrics.items()},
-            "files": files,
-        }
-        write_json_atomic(staging / "edgetune.json", manifest)
+        })
 
 
 def _log_summary(metrics: dict, output_dir: Path, wall_time_s: float) -> None:

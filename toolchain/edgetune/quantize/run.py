@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy
 
-from edgetune import __version__
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
-from edgetune.export.heldout import MANIFEST, heldout_split, read_stage_manifest
+from edgetune.export.heldout import heldout_split
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
 from edgetune.quantize.variants import VARIANTS, VariantSpec
-from edgetune_runtime.hashing import sha256_file
+from edgetune.stage_manifest import MANIFEST, manifest_sha256, read_stage_manifest, write_stage_manifest
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +244,8 @@ def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, conf
                     row: dict, spec: VariantSpec) -> None:
     from edgetune.export.onnx_export import graph_io
 
-    files = {path.name: sha256_file(path) for path in sorted(staging.iterdir()) if path.is_file()}
-    manifest = {
-        "stage": "quantize",
-        "edgetune_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "task": export_manifest["task"],
-        "source": {"path": str(export_dir), "manifest_sha256": sha256_file(export_dir / MANIFEST),
+    write_stage_manifest(staging, "quantize", export_manifest["task"], {
+        "source": {"path": str(export_dir), "manifest_sha256": manifest_sha256(export_dir),
                    "training_dir": export_manifest["source"]["path"],
                    "base_model": export_manifest["source"].get("base_model"),
                    "data": export_manifest["source"].get("data")},
@@ -265,6 +255,4 @@ def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, conf
         "max_length": export_manifest["max_length"],
         "labels": export_manifest["labels"],
         "evaluation": row,
-        "files": files,
-    }
-    write_json_atomic(staging / MANIFEST, json.loads(json.dumps(manifest, default=str)))
+    })
