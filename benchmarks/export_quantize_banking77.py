@@ -84,7 +84,7 @@ def main(model_dir: str, work_dir: str, latency_texts: int, name: str) -> None:
     started = time.perf_counter()
     report = quantize(work / "onnx", work / "int8", QuantizeConfig(auto=True, variants=tuple(
         ["fp32", "fp16", "dynamic-int8", "dynamic-int8-per-channel", "static-qdq-minmax", "static-qop-minmax",
-         "static-qop-entropy", "static-qop-percentile", "avx512_vnni", "avx2"])), force=True)
+         "static-qop-percentile", "avx512_vnni", "avx2", "weight-only-int8", "weight-only-int4"])), force=True)
     stage_seconds["quantize"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     build_bundle(work / "int8", work / "bundle", BundleConfig(zip=True), force=True)

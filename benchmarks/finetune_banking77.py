@@ -38,10 +38,12 @@ SETTINGS = {
 @click.option("--epochs", type=float, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=None, help="Override the per-method default.")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
 @click.option("--freeze-embeddings/--no-freeze-embeddings", default=True, show_default=True)
 @click.option("--name", default=None, help="Result file stem. Default: finetune_banking77_<model>_<method>.")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=str(REPO / "runs" / "bench"), show_default=True)
-def main(methods, model, epochs, batch_size, learning_rate, freeze_embeddings, name, runs_dir) -> None:
+def main(methods, model, epochs, batch_size, learning_rate, label_smoothing, freeze_embeddings, name,
+         runs_dir) -> None:
     import logging
 
     from edgetune.finetune.train import finetune
@@ -54,7 +56,7 @@ def main(methods, model, epochs, batch_size, learning_rate, freeze_embeddings, n
         if learning_rate is not None:
             settings["learning_rate"] = learning_rate
         config = FinetuneConfig(model=model, method=method, epochs=epochs, batch_size=batch_size,
-                                freeze_embeddings=freeze_embeddings, **settings)
+                                freeze_embeddings=freeze_embeddings, label_smoothing=label_smoothing, **settings)
         short_model = model.split("/")[-1]
         output = Path(runs_dir) / f"{short_model}-{method}"
         cpu_before = cpu_times()

@@ -108,3 +108,31 @@ def test_symlink_pointing_outside_is_refused(bundle_dir, tmp_path):
     (copy / "labels.json").symlink_to(outside)
     with pytest.raises(BundleError, match="labels.json is a link or points outside"):
         Bundle.load(copy)
+
+
+def _runtime_cli(*arguments: str):
+    import subprocess
+    import sys
+
+    # The runtime CLI must work with the heavy stack absent, as on a device.
+    code = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None; "
+            "from edgetune_runtime.cli import main; sys.argv = ['edgetune-runtime', *sys.argv[1:]]; main()")
+    return subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True)
+
+
+def test_runtime_cli_verifies_and_predicts(bundle_dir):
+    verified = _runtime_cli("verify", str(bundle_dir))
+    assert verified.returncode == 0 and "6 golden examples reproduce" in verified.stdout, verified.stderr
+    predicted = _runtime_cli("predict", str(bundle_dir.with_suffix(".zip")), "I lost my card", "--top-k", "2")
+    assert predicted.returncode == 0, predicted.stderr
+    line = json.loads(predicted.stdout)
+    assert line["text"] == "I lost my card" and len(line["predictions"]) == 2
+
+
+def test_runtime_cli_refuses_a_tampered_bundle_in_one_line(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    (copy / "tokenizer.json").write_text("{}")
+    result = _runtime_cli("verify", str(copy))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {copy}: tokenizer.json does not match its sha256 in the manifest (changed or corrupt)"]

@@ -29,6 +29,8 @@ _LORA_DEFAULTS = LoraSettings()
               help="Tokens kept per text.")
 @click.option("--warmup-ratio", type=float, default=_DEFAULTS.warmup_ratio, show_default=True)
 @click.option("--weight-decay", type=float, default=_DEFAULTS.weight_decay, show_default=True)
+@click.option("--label-smoothing", type=float, default=_DEFAULTS.label_smoothing, show_default=True,
+              help="Spread this share of each target over the other classes.")
 @click.option("--scheduler", "lr_scheduler", type=click.Choice(["linear", "cosine", "constant_with_warmup"]),
               default=_DEFAULTS.lr_scheduler, show_default=True)
 @click.option("--eval-steps", type=int, default=None,

@@ -56,6 +56,8 @@ class FinetuneConfig:
     """Share of the steps spent ramping the learning rate up from zero."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
+    label_smoothing: float = 0.0
+    """Share of each target's probability spread over the other classes (0.1 helps many-class intents)."""
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     """Learning-rate decay after warm-up."""
     eval_steps: int | None = None
@@ -89,6 +91,8 @@ class FinetuneConfig:
                 raise ConfigError(f"{name}: {value} must be greater than zero")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing: {self.label_smoothing} must be in [0, 1)")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay: {self.weight_decay} must not be negative")
         if self.eval_steps is not None and self.eval_steps <= 0:

@@ -252,6 +252,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         num_train_epochs=config.epochs,
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
+        label_smoothing_factor=config.label_smoothing,
         lr_scheduler_type=config.lr_scheduler,
         eval_strategy=strategy,
         save_strategy=strategy,
