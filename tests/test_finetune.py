@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy
 import pytest
@@ -72,6 +73,8 @@ def test_full_finetune_writes_a_complete_model_directory(tmp_path, small_banking
     for name, digest in manifest["files"].items():
         assert sha256_file(output / name) == digest, name
     assert manifest["base_model"]["source"] == "local path"
+    # Later stages rebuild the splits from this record, from whatever directory they run in.
+    assert Path(manifest["data"]["config"]["train"]).is_absolute()
 
     curve_lines = (output / "training_curves.csv").read_text().splitlines()
     assert curve_lines[0].startswith("step,epoch,train_loss") and len(curve_lines) >= 4

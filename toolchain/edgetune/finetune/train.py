@@ -332,13 +332,22 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
                            "weights_sha256": model_ref.weights_sha256},
             # The data config lets later stages (export parity, quantisation calibration and evaluation)
             # rebuild exactly these splits, carved validation included.
-            "data": {"fingerprint": data.fingerprint(), "config": config_to_dict(data_config),
+            "data": {"fingerprint": data.fingerprint(), "config": _portable_data_config(data_config),
                      "splits": {s.name: {"source": s.source, "rows": len(s)} for s in data.splits()}},
             "labels": data.label_names,
             "config": config_to_dict(config),
             "training": training,
             "metrics": {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for split, m in metrics.items()},
         })
+
+
+def _portable_data_config(data_config: DataConfig) -> dict:
+    """The data config with local paths made absolute, so later stages find the files from any directory."""
+    recorded = config_to_dict(data_config)
+    for key in ("train", "validation", "test"):
+        if recorded[key] and Path(recorded[key]).exists():
+            recorded[key] = str(Path(recorded[key]).resolve())
+    return recorded
 
 
 def _log_summary(metrics: dict, output_dir: Path, wall_time_s: float) -> None:
