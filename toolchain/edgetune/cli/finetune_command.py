@@ -20,8 +20,9 @@ _LORA_DEFAULTS = LoraSettings()
 @click.option("--method", type=click.Choice(["full", "lora"]), default=_DEFAULTS.method, show_default=True,
               help="Update every weight, or train LoRA adapters (merged into the weights on save).")
 @click.option("--epochs", type=float, default=_DEFAULTS.epochs, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=_DEFAULTS.learning_rate, show_default=True,
-              help="Peak learning rate (LoRA usually wants ~1e-3).")
+@click.option("--lr", "learning_rate", type=float, default=None,
+              help="Peak learning rate. Default: 3e-4 full (small encoders; 2e-5..5e-5 for base-size models), "
+                   "1e-3 LoRA.")
 @click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True, help="Per process.")
 @click.option("--grad-accum", "gradient_accumulation_steps", type=int,
               default=_DEFAULTS.gradient_accumulation_steps, show_default=True)

@@ -42,8 +42,9 @@ class FinetuneConfig:
     """`full` updates every weight; `lora` trains low-rank adapters and the classifier head only."""
     epochs: float = 8.0
     """Passes over the training data (the best epoch on validation is kept)."""
-    learning_rate: float = 1e-4
-    """Peak learning rate after warm-up. Small encoders like MiniLM want ~1e-4; LoRA ~1e-3."""
+    learning_rate: float | None = None
+    """Peak learning rate after warm-up. Default: 3e-4 for full fine-tuning (measured best for small
+    encoders such as MiniLM; use 2e-5..5e-5 for base-size models), 1e-3 for LoRA."""
     batch_size: int = 32
     """Training examples per step and per process."""
     eval_batch_size: int = 128
@@ -56,7 +57,7 @@ class FinetuneConfig:
     """Share of the steps spent ramping the learning rate up from zero."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     """Share of each target's probability spread over the other classes (0.1 helps many-class intents)."""
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     """Learning-rate decay after warm-up."""
@@ -81,6 +82,8 @@ class FinetuneConfig:
     """Adapter settings, used when method is `lora`."""
 
     def __post_init__(self) -> None:
+        if self.learning_rate is None:
+            self.learning_rate = 1e-3 if self.method == "lora" else 3e-4
         positive = {
             "epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size, "max_length": self.max_length,
