@@ -1,0 +1,54 @@
+"""Print the Markdown tables the README quotes, straight from benchmarks/results/*.json.
+
+    python benchmarks/summarize.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def finetune_table() -> str:
+    lines = ["| model | method | recipe | test accuracy | test macro-F1 | wall time | CPU steal "
+             "| target (≥92.5%, ≤30 min) |", "|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("finetune_banking77_*.json")):
+        run = json.loads(path.read_text())
+        config = run["config"]
+        recipe = (f"{config['epochs']:g} ep, lr {config['learning_rate']:g}, ls {config.get('label_smoothing', 0):g}"
+                  + (", frozen emb." if config.get("freeze_embeddings") else ""))
+        steal = run.get("cpu_steal_fraction")
+        lines.append(
+            f"| {run['model'].split('/')[-1]} | {run['method']} | {recipe} | {run['test_accuracy']:.2%} | "
+            f"{run['test_macro_f1']:.4f} | {run['wall_time_s'] / 60:.1f} min | "
+            f"{'n/a' if steal is None else f'{steal:.0%}'} | {'met' if run['meets_target'] else 'missed'} |")
+    return "\n".join(lines)
+
+
+def export_table() -> str:
+    path = RESULTS / "export_quantize_banking77.json"
+    if not path.is_file():
+        return ""
+    run = json.loads(path.read_text())
+    lines = ["| model (Banking77 test, 3,080 texts) | accuracy | macro-F1 | worst class ΔF1 (pt) | MB | p50 ms "
+             "| p90 ms |", "|---|---|---|---|---|---|---|"]
+    for name, row in run["rows"].items():
+        lines.append(f"| {name} | {row['accuracy']:.2%} | {row['macro_f1']:.4f} | "
+                     f"{row['worst_class_f1_change_points']:+.2f} | {row['size_mb']:.1f} | {row['p50_ms']:.3f} | "
+                     f"{row['p90_ms']:.3f} |")
+    met = [name for name, ok in run["meets_targets"].items() if ok]
+    missed = [name for name, ok in run["meets_targets"].items() if not ok]
+    lines.append("")
+    speedup = run["p50_speedup_vs_optimum_int8"]
+    lines.append(f"p50 speed-up of the edgetune bundle over Optimum by hand: **{speedup}x**; "
+                 f"accuracy change against fp32: {-run['accuracy_drop_vs_fp32_points']:+.2f} points; "
+                 f"targets met: {', '.join(met) or 'none'}" + (f"; missed: {', '.join(missed)}." if missed else "."))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(finetune_table())
+    print()
+    print(export_table())
