@@ -77,9 +77,13 @@ def main(methods, model, epochs, batch_size, learning_rate, label_smoothing, fre
             "training": manifest["training"],
             "config": manifest["config"],
             "data": manifest["data"],
-            "target": {"test_accuracy_min": 0.925, "wall_time_s_max": 1800},
         } | run_context()
-        row["meets_target"] = row["test_accuracy"] >= 0.925 and row["wall_time_s"] <= 1800
+        # The target is for the default student; other models (the teacher) are recorded as measured.
+        if model == "sentence-transformers/all-MiniLM-L6-v2":
+            row["target"] = {"test_accuracy_min": 0.925, "wall_time_s_max": 1800}
+            row["meets_target"] = row["test_accuracy"] >= 0.925 and row["wall_time_s"] <= 1800
+        else:
+            row["target"], row["meets_target"] = None, None
         stem = name or f"finetune_banking77_{short_model}_{method}"
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{stem}.json").write_text(json.dumps(row, indent=2) + "\n")
@@ -88,9 +92,13 @@ def main(methods, model, epochs, batch_size, learning_rate, label_smoothing, fre
     print(f"\n{'model':<22}{'method':<8}{'test acc':>10}{'macro-F1':>10}{'wall s':>9}  target")
     for row in rows:
         print(f"{row['model'].split('/')[-1]:<22}{row['method']:<8}{row['test_accuracy']:>10.2%}"
-              f"{row['test_macro_f1']:>10.4f}{row['wall_time_s']:>9.0f}  {'met' if row['meets_target'] else 'missed'}")
+              f"{row['test_macro_f1']:>10.4f}{row['wall_time_s']:>9.0f}  {_verdict(row['meets_target'])}")
     print(json.dumps([{k: row[k] for k in ("model", "method", "test_accuracy", "test_macro_f1", "wall_time_s")}
                       for row in rows]))
+
+
+def _verdict(meets_target: bool | None) -> str:
+    return "n/a" if meets_target is None else ("met" if meets_target else "missed")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,12 @@ def finetune_table() -> str:
         lines.append(
             f"| {run['model'].split('/')[-1]} | {run['method']} | {recipe} | {run['test_accuracy']:.2%} | "
             f"{run['test_macro_f1']:.4f} | {run['wall_time_s'] / 60:.1f} min | "
-            f"{'n/a' if steal is None else f'{steal:.0%}'} | {'met' if run['meets_target'] else 'missed'} |")
+            f"{'n/a' if steal is None else f'{steal:.0%}'} | {_verdict(run.get('meets_target'))} |")
     return "\n".join(lines)
+
+
+def _verdict(meets_target: bool | None) -> str:
+    return "n/a" if meets_target is None else ("met" if meets_target else "missed")
 
 
 def export_table() -> str:
