@@ -36,15 +36,10 @@ class ParityReport:
 
 
 def onnx_logits(onnx_path: Path, encoded_batches: list[dict[str, numpy.ndarray]], threads: int = 0) -> numpy.ndarray:
-    """Logits from ONNX Runtime for pre-tokenised batches (feeds only the inputs the graph declares)."""
-    import onnxruntime
+    """Logits from ONNX Runtime for pre-tokenised batches."""
+    from edgetune.quantize.evaluate import predict_logits, session_for
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    wanted = [graph_input.name for graph_input in session.get_inputs()]
-    outputs = [session.run(None, {name: batch[name] for name in wanted})[0] for batch in encoded_batches]
-    return numpy.concatenate(outputs)
+    return predict_logits(session_for(onnx_path, threads), encoded_batches)
 
 
 def encode_batches(tokenizer, texts: list[str], batch_size: int, max_length: int) -> list[dict[str, numpy.ndarray]]:

@@ -43,6 +43,7 @@ def session_for(path: Path, threads: int):
 
 
 def predict_logits(session, batches: list[dict[str, numpy.ndarray]]) -> numpy.ndarray:
+    """Logits for pre-tokenised batches, feeding only the inputs the graph declares."""
     names = [graph_input.name for graph_input in session.get_inputs()]
     return numpy.concatenate([session.run(None, {n: batch[n] for n in names})[0] for batch in batches])
 

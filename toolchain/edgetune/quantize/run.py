@@ -210,13 +210,12 @@ def _optional_test_split(source_dir: Path):
 
 
 def _test_metrics(path: Path, tokenizer, split, label_names: list[str], max_length: int) -> dict:
-    from edgetune.export.parity import encode_batches
+    from edgetune.export.parity import encode_batches, onnx_logits
     from edgetune.finetune.metrics import summary_metrics
-    from edgetune.quantize.evaluate import predict_logits, session_for
 
     texts, labels = split
     index = {name: i for i, name in enumerate(label_names)}
-    logits = predict_logits(session_for(path, 0), encode_batches(tokenizer, texts, 64, max_length))
+    logits = onnx_logits(path, encode_batches(tokenizer, texts, 64, max_length))
     return summary_metrics(numpy.array([index[label] for label in labels]), logits.argmax(-1), len(label_names))
 
 
