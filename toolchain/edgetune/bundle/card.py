@@ -40,7 +40,7 @@ def model_card(manifest: dict, variants: dict[str, dict] | None) -> str:
         "## Use",
         "",
         "```python",
-        "from edgetune_runtime import Bundle",
+        "from edgetune_runtime.bundle import Bundle",
         "bundle = Bundle.load('path/to/bundle')   # verifies every file's sha256",
         "print(bundle.predict(['I lost my card'], top_k=3))",
         "assert bundle.verify().passed             # golden examples reproduce on this device",
