@@ -31,7 +31,8 @@ RESULTS = REPO / "benchmarks" / "results"
 def _score(path: Path, tokenizer, texts, label_ids, label_names, latency_texts: int) -> dict:
     from edgetune.export.parity import encode_batches
     from edgetune.finetune.metrics import classification_report
-    from edgetune.quantize.evaluate import batch1_latency_ms, predict_logits, session_for
+    from edgetune.onnx_session import predict_logits, session_for
+    from edgetune.quantize.evaluate import batch1_latency_ms
 
     session = session_for(path, threads=1)
     report = classification_report(predict_logits(session, encode_batches(tokenizer, texts, 64, 128)),

@@ -14,22 +14,26 @@ def heldout_split(model_dir: Path, split: str, texts_file: str | None = None) ->
 
     Labels are empty strings when `texts_file` has no label column.
     """
-    from edgetune.data.load import load_labelled_data
-
     if texts_file:
         from edgetune.data.load import pick_text_and_label
         from edgetune.data.read import read_table
 
         return pick_text_and_label(read_table(texts_file), texts_file)
-    manifest = read_stage_manifest(model_dir)
-    data_config = manifest.get("data", {}).get("config")
+    data = recorded_data(model_dir)
+    chosen = {"train": data.train, "validation": data.validation, "test": data.test}[split]
+    if chosen is None:
+        raise EdgetuneError(f"{model_dir} was trained without a {split} split; pass --texts FILE with held-out text")
+    return chosen.texts, chosen.labels
+
+
+def recorded_data(model_dir: Path):
+    """The splits exactly as `edgetune finetune` built them (carved validation included), read once."""
+    from edgetune.data.load import load_labelled_data
+
+    data_config = read_stage_manifest(model_dir).get("data", {}).get("config")
     if not data_config:
         raise EdgetuneError(
             f"{model_dir} records no training data (no edgetune.json from `edgetune finetune`); "
             "pass --texts FILE with held-out text"
         )
-    data = load_labelled_data(DataConfig(**data_config))
-    chosen = {"train": data.train, "validation": data.validation, "test": data.test}[split]
-    if chosen is None:
-        raise EdgetuneError(f"{model_dir} was trained without a {split} split; pass --texts FILE with held-out text")
-    return chosen.texts, chosen.labels
+    return load_labelled_data(DataConfig(**data_config))

@@ -37,7 +37,7 @@ class ParityReport:
 
 def onnx_logits(onnx_path: Path, encoded_batches: list[dict[str, numpy.ndarray]], threads: int = 0) -> numpy.ndarray:
     """Logits from ONNX Runtime for pre-tokenised batches."""
-    from edgetune.quantize.evaluate import predict_logits, session_for
+    from edgetune.onnx_session import predict_logits, session_for
 
     return predict_logits(session_for(onnx_path, threads), encoded_batches)
 

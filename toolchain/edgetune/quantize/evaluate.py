@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy
 
 from edgetune.finetune.metrics import classification_report
+from edgetune.onnx_session import predict_logits, session_for
 
 _WARMUP_CALLS = 10  # first calls allocate buffers and pick kernels; they are not what a user sees
 
@@ -30,22 +31,6 @@ class VariantEvaluation:
     def per_class_f1_change(self, reference: VariantEvaluation) -> dict[str, float]:
         """Change in F1 points per class against the reference (negative: this variant is worse)."""
         return {label: round(100 * (f1 - reference.per_class_f1[label]), 2) for label, f1 in self.per_class_f1.items()}
-
-
-def session_for(path: Path, threads: int):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def predict_logits(session, batches: list[dict[str, numpy.ndarray]]) -> numpy.ndarray:
-    """Logits for pre-tokenised batches, feeding only the inputs the graph declares."""
-    names = [graph_input.name for graph_input in session.get_inputs()]
-    return numpy.concatenate([session.run(None, {n: batch[n] for n in names})[0] for batch in batches])
 
 
 def batch1_latency_ms(session, single_batches: list[dict[str, numpy.ndarray]]) -> tuple[float, float]:

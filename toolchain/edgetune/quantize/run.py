@@ -13,7 +13,7 @@ import numpy
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
-from edgetune.export.heldout import heldout_split
+from edgetune.export.heldout import recorded_data
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
 from edgetune.quantize.variants import VARIANTS, VariantSpec
@@ -41,9 +41,10 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
 
     source_dir = Path(manifest["source"]["path"])
     label_names = manifest["labels"]
-    texts, labels = heldout_split(source_dir, "validation")
-    calibration_texts = _training_texts(source_dir, config.calibration_samples)
-    test_split = _optional_test_split(source_dir)
+    data = recorded_data(source_dir)  # validation selects, train calibrates, test is only reported
+    texts, labels = data.validation.texts, data.validation.labels
+    calibration_texts = _spread(data.train.texts, config.calibration_samples)
+    test_split = (data.test.texts, data.test.labels) if data.test is not None else None
 
     from transformers import AutoTokenizer
 
@@ -196,17 +197,9 @@ def _fixed_length_batches(tokenizer, texts: list[str], max_length: int) -> list[
     return [{name: value[i:i + 1].astype(numpy.int64) for name, value in encoded.items()} for i in range(len(texts))]
 
 
-def _training_texts(source_dir: Path, count: int) -> list[str]:
-    texts, _ = heldout_split(source_dir, "train")
+def _spread(texts: list[str], count: int) -> list[str]:
     step = max(1, len(texts) // count)
     return texts[::step][:count]  # spread over the file rather than its first rows (often one class)
-
-
-def _optional_test_split(source_dir: Path):
-    try:
-        return heldout_split(source_dir, "test")
-    except EdgetuneError:
-        return None
 
 
 def _test_metrics(path: Path, tokenizer, split, label_names: list[str], max_length: int) -> dict:
