@@ -1,0 +1,1 @@
+"""Recipes: a whole pipeline in one YAML file, validated before any compute and run by `edgetune run`."""

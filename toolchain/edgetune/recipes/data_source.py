@@ -1,0 +1,105 @@
+"""Turn a recipe's `data:` into the `DataConfig` the stages read: local files first, a hub id otherwise.
+
+The same recipe runs unchanged on this offline machine (files under ../shared/data) and on a
+networked one without them (the same dataset by hub id). When neither is usable, one line says
+what was looked for and how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetune.configuration import config_to_dict
+from edgetune.data.config import DataConfig
+from edgetune.errors import ConfigError
+from edgetune.recipes.schema import RecipeData
+
+_OFFLINE_VALUES = ("1", "true", "yes", "on")
+
+
+@dataclass
+class ResolvedData:
+    """The data config the stages get, where it came from, and a fingerprint for cache keys."""
+
+    config: DataConfig
+    origin: str
+    """`files` or `hub`."""
+    description: str
+    fingerprint: str
+
+
+def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
+    """Choose local files or the hub dataset; raise `ConfigError` naming `data.<key>` when neither works."""
+    if data.train and Path(data.train).expanduser().is_file():
+        paths = {}
+        for key in ("train", "validation", "test"):
+            value = getattr(data, key)
+            if value is None:
+                continue
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"data.{key}: file {value} not found (relative paths are read from "
+                                  f"{Path.cwd()}); fix the path or remove the key")
+            paths[key] = str(path.resolve())
+        config = _data_config(data, **paths)
+        digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode())
+        for key in sorted(paths):
+            digest.update(_file_sha256(Path(paths[key])).encode())
+        return ResolvedData(config, "files", ", ".join(f"{key} {paths[key]}" for key in paths), digest.hexdigest())
+
+    missing = (f"file {data.train} not found (relative paths are read from {Path.cwd()})" if data.train
+               else "no training file given")
+    if not data.hub:
+        raise ConfigError(f"data.train: {missing}, and no `data.hub` dataset id to fall back on; "
+                          "fix the path, or add `hub: <dataset id>` for machines with a network")
+    if check_hub:
+        problem = hub_unreachable_reason(data.hub)
+        if problem:
+            raise ConfigError(f"data.hub: {missing}, and hub dataset {data.hub!r} cannot be used: {problem}; "
+                              "put the files at the data paths, or run where the dataset hub is reachable")
+    # The hub dataset brings its own splits (validation carved from train when it has none).
+    config = _data_config(data, train=data.hub)
+    digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode()).hexdigest()
+    return ResolvedData(config, "hub", f"hub dataset {data.hub}", digest)
+
+
+def _data_config(data: RecipeData, **splits: str) -> DataConfig:
+    return DataConfig(train=splits["train"], validation=splits.get("validation"), test=splits.get("test"),
+                      text_column=data.text_column, label_column=data.label_column,
+                      validation_fraction=data.validation_fraction, seed=data.seed)
+
+
+def hub_unreachable_reason(dataset_id: str) -> str | None:
+    """Why `dataset_id` cannot be loaded from the hub here, or None when it can (or is cached)."""
+    if _datasets_cache_has(dataset_id):
+        return None
+    for variable in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in _OFFLINE_VALUES:
+            return f"{variable} is set and it is not in the datasets cache"
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().dataset_info(dataset_id, timeout=10)
+    except Exception as error:  # noqa: BLE001 - offline, unknown or private datasets all end here
+        first_line = str(error).splitlines()[0][:120] if str(error) else ""
+        return f"the hub did not answer ({type(error).__name__}{': ' + first_line if first_line else ''})"
+    return None
+
+
+def _datasets_cache_has(dataset_id: str) -> bool:
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface"))
+                 .expanduser() / "datasets")
+    folded = dataset_id.replace("/", "___")
+    return cache.is_dir() and any(cache.glob(f"{folded}*"))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,116 @@
+"""The one registry of pipeline stages: name -> config class, library function, what it reads and makes.
+
+`edgetune run` builds every stage from here and the CLI commands call the same library functions
+with the same config classes (tests/test_recipes.py checks that the two agree). Config classes are
+light; each stage's library function is imported only when the stage runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgetune.bundle.config import BundleConfig
+from edgetune.data.config import DataConfig
+from edgetune.distill.config import DistillConfig
+from edgetune.export.config import ExportConfig
+from edgetune.finetune.config import FinetuneConfig
+from edgetune.quantize.config import QuantizeConfig
+from edgetune.recipes.bench_stage import BenchStageConfig
+
+Artifact = Literal["data", "model", "onnx", "bundle", "bench"]
+
+
+@dataclass
+class StageCall:
+    """Everything one stage run gets: the data, its config, where its input is and where to write."""
+
+    data: DataConfig
+    config: Any
+    output_dir: Path
+    input_dir: Path | None = None
+    references: dict[str, Path] = field(default_factory=dict)
+    """Config fields that named an earlier stage, mapped to that stage's output directory."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """How the runner (and the CLI) runs one kind of stage."""
+
+    kind: str
+    config_class: type
+    function: str
+    """The library function, as `module:name`; the CLI command of the same name calls it too."""
+    cli_command: str
+    """The command that runs the same measurement by hand: `edgetune <command>`, or
+    `edgetune-runtime <command>` with `cli_program`."""
+    reads: Artifact
+    """What the stage's input is: the recipe's data, or an earlier stage's artifact."""
+    makes: Artifact
+    code: tuple[str, ...]
+    """Packages and modules whose source is hashed into the stage's cache key."""
+    call: Callable[[StageSpec, StageCall], Any]
+    """Adapter from a `StageCall` to the library function's own signature."""
+    model_fields: tuple[str, ...] = ()
+    """Config fields (dotted for nested configs) naming a pretrained model, resolved when a recipe is validated."""
+    reference_fields: dict[str, Artifact] = field(default_factory=dict)
+    """Config fields that may name an earlier stage (its output directory is passed in)."""
+    cli_program: Literal["edgetune", "edgetune-runtime"] = "edgetune"
+    cli_function: str | None = None
+    """The function the CLI command calls when it is not `function` itself (which then calls it)."""
+
+    def library_function(self) -> Callable:
+        module, name = self.function.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def _call_training(spec: StageSpec, call: StageCall):
+    from edgetune.finetune.train import work_directory_for
+
+    # A run killed mid-training left checkpoints beside the output: continue from the last one.
+    checkpoints = work_directory_for(call.output_dir) / "checkpoints"
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    return spec.library_function()(call.data, call.config, call.output_dir, resume=resume)
+
+
+def _call_on_input(spec: StageSpec, call: StageCall):
+    return spec.library_function()(call.input_dir, call.output_dir, call.config)
+
+
+def _call_on_input_with_data(spec: StageSpec, call: StageCall):
+    return spec.library_function()(call.input_dir, call.output_dir, call.config, call.data)
+
+
+_SHARED_CODE = ("edgetune.atomic", "edgetune.configuration", "edgetune.stage_manifest", "edgetune.onnx_session")
+
+STAGES: dict[str, StageSpec] = {
+    spec.kind: spec for spec in (
+        StageSpec("finetune", FinetuneConfig, "edgetune.finetune.train:finetune", "finetune", "data", "model",
+                  ("edgetune.finetune", "edgetune.data", "edgetune.models", *_SHARED_CODE), _call_training,
+                  model_fields=("model",)),
+        StageSpec("distill", DistillConfig, "edgetune.distill.train:distill", "distill", "data", "model",
+                  ("edgetune.distill", "edgetune.finetune", "edgetune.data", "edgetune.models", *_SHARED_CODE),
+                  _call_training, model_fields=("student.model",), reference_fields={"teacher": "model"}),
+        StageSpec("export", ExportConfig, "edgetune.export.onnx_export:export_onnx", "export", "model", "onnx",
+                  ("edgetune.export", "edgetune.data", *_SHARED_CODE), _call_on_input),
+        StageSpec("quantize", QuantizeConfig, "edgetune.quantize.run:quantize", "quantize", "onnx", "onnx",
+                  ("edgetune.quantize", "edgetune.export", "edgetune.data", *_SHARED_CODE), _call_on_input),
+        StageSpec("bundle", BundleConfig, "edgetune.bundle.build:build_bundle", "bundle", "onnx", "bundle",
+                  ("edgetune.bundle", "edgetune.export", "edgetune.data", "edgetune_runtime",
+                   *_SHARED_CODE), _call_on_input),
+        StageSpec("bench", BenchStageConfig, "edgetune.recipes.bench_stage:bench_bundle", "bench", "bundle", "bench",
+                  ("edgetune.recipes.bench_stage", "edgetune.data", "edgetune_runtime",
+                   *_SHARED_CODE), _call_on_input_with_data,
+                  cli_program="edgetune-runtime", cli_function="edgetune_runtime.bench:bench"),
+    )
+}
+
+
+def config_value(config: Any, dotted: str) -> Any:
+    """The value of a (possibly nested, `student.model`) config field."""
+    for name in dotted.split("."):
+        config = getattr(config, name)
+    return config
