@@ -136,3 +136,15 @@ def test_runtime_cli_refuses_a_tampered_bundle_in_one_line(bundle_dir, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {copy}: tokenizer.json does not match its sha256 in the manifest (changed or corrupt)"]
+
+
+def test_session_tuning_travels_in_the_manifest_and_bad_tuning_is_refused(bundle_dir, tmp_path):
+    from edgetune_runtime.errors import InputError
+
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["session"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    copy = _copy(bundle_dir, tmp_path)
+    manifest["session"] = {"disabled_optimizers": "SkipLayerNormFusion"}  # a string, not a list
+    (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
+    with pytest.raises(InputError, match="session.disabled_optimizers"):
+        Bundle.load(copy)

@@ -19,6 +19,7 @@ from edgetune.quantize.variants import VARIANTS
 EXPECTED_OPS = {
     "dynamic-int8": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
     "dynamic-int8-per-channel": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
+    "dynamic-int8-per-channel-fast-gelu": {"FastGelu", "QAttention", "DynamicQuantizeMatMul"},
     "static-qdq-minmax": {"QuantizeLinear", "DequantizeLinear"},
     "static-qdq-entropy": {"QuantizeLinear", "DequantizeLinear"},
     "static-qop-minmax": {"QLinearMatMul", "QuantizeLinear", "QAttention", "QEmbedLayerNormalization"},
@@ -71,6 +72,8 @@ def test_each_mode_has_quantised_ops(tmp_path, tiny_export_dir, variant):
     build_variant(VARIANTS[variant], tiny_export_dir / "model.onnx", path, calibration)
     ops = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
     assert ops.keys() & EXPECTED_OPS[variant], f"{variant}: {dict(ops)}"
+    if VARIANTS[variant].approximate_gelu:
+        assert ops["FastGelu"] == 2 and "BiasGelu" not in ops, dict(ops)
     assert path.stat().st_size < (tiny_export_dir / "model.onnx").stat().st_size
     onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -111,3 +114,10 @@ def test_budget_rejects_a_variant_and_slower_variants_are_never_chosen():
 def test_unknown_variant_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown variant 'int4'"):
         QuantizeConfig(variants=("int4",))
+
+
+def test_variants_are_measured_with_the_session_tuning_the_export_recorded(quantized, tiny_export_dir):
+    output, _ = quantized
+    export_tuning = json.loads((tiny_export_dir / "edgetune.json").read_text())["session"]
+    assert export_tuning["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert json.loads((output / "edgetune.json").read_text())["session"] == export_tuning

@@ -108,6 +108,8 @@ def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], c
             "edgetune_version": __version__,
             "command": " ".join(sys.argv),
         },
+        # Session settings the toolchain measured this graph with; the runtime applies them as data.
+        "session": stage.get("session", {}),
         "golden_tolerance": config.golden_tolerance,
     }
 

@@ -18,7 +18,9 @@ class ExportConfig:
     max_abs_diff: float = 1e-4
     """Largest allowed absolute logit difference in fp32; argmax must agree on every text."""
     optimize: bool = True
-    """Run ONNX Runtime's transformer optimiser (attention, skip-LayerNorm, GELU, embedding fusions)."""
+    """Run ONNX Runtime's transformer optimiser (attention, GELU, embedding fusions)."""
+    prune_to_first_token: bool = True
+    """With `optimize`: compute the last layer only for the first token, the one the classifier reads."""
     batch_size: int = 32
     """Texts per forward pass during the parity check."""
 

@@ -11,8 +11,10 @@ from edgetune.atomic import atomic_directory
 from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
 from edgetune.export.config import ExportConfig
+from edgetune.export.first_token import prune_to_first_token
 from edgetune.export.heldout import heldout_split
 from edgetune.export.parity import ParityError, ParityReport
+from edgetune.onnx_session import FAST_SESSION_TUNING
 from edgetune.stage_manifest import manifest_sha256, read_stage_manifest, write_stage_manifest
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class ExportResult:
     fusions: dict[str, int]
     op_counts: dict[str, int]
     optimized: bool
+    pruned_to_first_token: bool = False
 
 
 def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportConfig, *,
@@ -62,31 +65,46 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportCon
 
     with atomic_directory(output_dir, overwrite=force) as staging:
         raw_path = _optimum_export(model_dir, staging, config.opset)
-        raw_parity = compare_logits(reference, onnx_logits(raw_path, batches), config.max_abs_diff)
+        raw_parity = compare_logits(reference, onnx_logits(raw_path, batches, tuning=FAST_SESSION_TUNING),
+                                    config.max_abs_diff)
         log.info("parity of the exported graph: %s", raw_parity.describe())
         if not raw_parity.passed:
             raise ParityError(f"export refused: ONNX output differs from PyTorch on {raw_parity.describe()}")
         raw_ops = op_counts(raw_path)
-        final_parity, fusions, optimized = raw_parity, {}, False
+        final_parity, fusions, optimized, pruned = raw_parity, {}, False, None
         if config.optimize:
             fused_path = staging / "model.fused.onnx"
             fusions = optimize_transformer_graph(raw_path, fused_path, model.config.model_type,
                                                  getattr(model.config, "num_attention_heads", 0),
                                                  getattr(model.config, "hidden_size", 0))
-            fused_parity = compare_logits(reference, onnx_logits(fused_path, batches), config.max_abs_diff)
             log.info("fusions applied: %s", ", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none")
-            log.info("parity of the optimised graph: %s", fused_parity.describe())
-            if fused_parity.passed:
-                fused_path.replace(raw_path)
-                final_parity, optimized = fused_parity, True
-            else:
-                log.warning("optimised graph rejected by the parity gate; keeping the unfused graph")
-                fused_path.unlink()
+            candidates = [("optimised", fused_path)]
+            if config.prune_to_first_token:
+                pruned_path = staging / "model.pruned.onnx"
+                skipped = prune_to_first_token(fused_path, pruned_path)
+                if skipped:
+                    log.info("last layer not pruned to the first token: %s", skipped)
+                else:
+                    candidates.insert(0, ("optimised and pruned to the first token", pruned_path))
+            for description, candidate in candidates:
+                parity = compare_logits(reference, onnx_logits(candidate, batches, tuning=FAST_SESSION_TUNING),
+                                        config.max_abs_diff)
+                log.info("parity of the %s graph: %s", description, parity.describe())
+                if parity.passed:
+                    pruned = candidate.name == "model.pruned.onnx"
+                    candidate.replace(raw_path)
+                    final_parity, optimized = parity, True
+                    break
+                log.warning("%s graph rejected by the parity gate", description)
+            for _, candidate in candidates:
+                candidate.unlink(missing_ok=True)
+            if not optimized:
+                log.warning("keeping the unfused graph")
         final_ops = op_counts(raw_path)
         log.info("nodes: %d exported, %d final", sum(raw_ops.values()), sum(final_ops.values()))
         _write_manifest(staging, model_dir, source_manifest, config, max_length, final_parity, fusions,
-                        raw_ops, final_ops, optimized)
-    return ExportResult(output_dir, final_parity, fusions, final_ops, optimized)
+                        raw_ops, final_ops, optimized, bool(pruned))
+    return ExportResult(output_dir, final_parity, fusions, final_ops, optimized, bool(pruned))
 
 
 def _optimum_export(model_dir: Path, staging: Path, opset: int) -> Path:
@@ -126,7 +144,8 @@ def graph_io(onnx_path: Path) -> dict:
 
 
 def _write_manifest(staging: Path, model_dir: Path, source_manifest: dict, config: ExportConfig, max_length: int,
-                    parity: ParityReport, fusions: dict, raw_ops: dict, final_ops: dict, optimized: bool) -> None:
+                    parity: ParityReport, fusions: dict, raw_ops: dict, final_ops: dict, optimized: bool,
+                    pruned: bool) -> None:
     import json
 
     model_config = json.loads((staging / "config.json").read_text())
@@ -140,6 +159,8 @@ def _write_manifest(staging: Path, model_dir: Path, source_manifest: dict, confi
         "labels": [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))],
         "parity": parity.to_dict(),
         "optimized": optimized,
+        "pruned_to_first_token": pruned,
         "fusions": fusions,
+        "session": FAST_SESSION_TUNING,
         "op_counts": {"exported": raw_ops, "final": final_ops},
     })

@@ -35,11 +35,12 @@ class ParityReport:
                 f"mean {self.mean_abs_diff:.2e}")
 
 
-def onnx_logits(onnx_path: Path, encoded_batches: list[dict[str, numpy.ndarray]], threads: int = 0) -> numpy.ndarray:
+def onnx_logits(onnx_path: Path, encoded_batches: list[dict[str, numpy.ndarray]], threads: int = 0,
+                tuning: dict | None = None) -> numpy.ndarray:
     """Logits from ONNX Runtime for pre-tokenised batches."""
     from edgetune.onnx_session import predict_logits, session_for
 
-    return predict_logits(session_for(onnx_path, threads), encoded_batches)
+    return predict_logits(session_for(onnx_path, threads, tuning), encoded_batches)
 
 
 def encode_batches(tokenizer, texts: list[str], batch_size: int, max_length: int) -> list[dict[str, numpy.ndarray]]:

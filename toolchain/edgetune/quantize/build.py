@@ -50,6 +50,23 @@ def build_variant(spec: VariantSpec, fp32_path: Path, output_path: Path,
         _weight_only(spec, fp32_path, output_path)
     else:  # pragma: no cover - the Literal type rules this out
         raise ValueError(spec.kind)
+    if spec.approximate_gelu:
+        _approximate_gelu(output_path)
+
+
+def _approximate_gelu(path: Path) -> None:
+    """BiasGelu(x, bias) -> FastGelu(x, bias): same inputs, tanh approximation instead of erf."""
+    import onnx
+
+    model = onnx.load(str(path))
+    swapped = 0
+    for node in model.graph.node:
+        if node.op_type == "BiasGelu" and node.domain == "com.microsoft":
+            node.op_type = "FastGelu"
+            swapped += 1
+    if not swapped:
+        raise ValueError("no BiasGelu node to approximate (export with --optimize to fuse GELU)")
+    onnx.save(model, str(path))
 
 
 def _float_tensor_type() -> int:

@@ -48,10 +48,11 @@ def batch1_latency_ms(session, single_batches: list[dict[str, numpy.ndarray]]) -
 
 
 def evaluate_variant(name: str, description: str, path: Path, eval_batches, eval_label_ids: numpy.ndarray,
-                     label_names: list[str], latency_batches, threads: int, excluded: list[str]) -> VariantEvaluation:
+                     label_names: list[str], latency_batches, threads: int, excluded: list[str],
+                     tuning: dict | None = None) -> VariantEvaluation:
     import onnx
 
-    session = session_for(path, threads)
+    session = session_for(path, threads, tuning)
     report = classification_report(predict_logits(session, eval_batches), eval_label_ids, label_names)
     p50, p90 = batch1_latency_ms(session, latency_batches)
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)

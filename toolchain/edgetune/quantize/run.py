@@ -41,6 +41,7 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
 
     source_dir = Path(manifest["source"]["path"])
     label_names = manifest["labels"]
+    tuning = manifest.get("session", {})  # how the export says its graph runs fastest; variants run the same way
     data = recorded_data(source_dir)  # validation selects, train calibrates, test is only reported
     texts, labels = data.validation.texts, data.validation.labels
     calibration_texts = _spread(data.train.texts, config.calibration_samples)
@@ -62,7 +63,7 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         from edgetune.quantize.evaluate import evaluate_variant
 
         return evaluate_variant(spec.name, spec.description, path, eval_batches, eval_ids, label_names,
-                                latency_batches, config.threads, list(spec.nodes_to_exclude))
+                                latency_batches, config.threads, list(spec.nodes_to_exclude), tuning)
 
     with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as scratch:
         scratch_dir = Path(scratch)
@@ -85,8 +86,8 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         log.info("\n%s", format_quantize_table(rows, chosen))
         spec, chosen_path, chosen_eval = built[chosen]
         if test_split is not None:
-            rows[chosen]["test"] = _test_metrics(chosen_path, tokenizer, test_split, label_names, max_length)
-            rows["fp32"]["test"] = _test_metrics(built["fp32"][1], tokenizer, test_split, label_names, max_length)
+            for name, path in ((chosen, chosen_path), ("fp32", built["fp32"][1])):
+                rows[name]["test"] = _test_metrics(path, tokenizer, test_split, label_names, max_length, tuning)
         report = {"chosen": chosen, "reason": _reason(rows, chosen, config), "variants": rows,
                   "failed": failures, "evaluated_on": "validation split", "config": config_to_dict(config)}
         with atomic_directory(output_dir, overwrite=force) as staging:
@@ -202,13 +203,13 @@ def _spread(texts: list[str], count: int) -> list[str]:
     return texts[::step][:count]  # spread over the file rather than its first rows (often one class)
 
 
-def _test_metrics(path: Path, tokenizer, split, label_names: list[str], max_length: int) -> dict:
+def _test_metrics(path: Path, tokenizer, split, label_names: list[str], max_length: int, tuning: dict) -> dict:
     from edgetune.export.parity import encode_batches, onnx_logits
     from edgetune.finetune.metrics import summary_metrics
 
     texts, labels = split
     index = {name: i for i, name in enumerate(label_names)}
-    logits = onnx_logits(path, encode_batches(tokenizer, texts, 64, max_length))
+    logits = onnx_logits(path, encode_batches(tokenizer, texts, 64, max_length), tuning=tuning)
     return summary_metrics(numpy.array([index[label] for label in labels]), logits.argmax(-1), len(label_names))
 
 
@@ -246,5 +247,6 @@ def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, conf
         "graph": graph_io(staging / MODEL_FILE),
         "max_length": export_manifest["max_length"],
         "labels": export_manifest["labels"],
+        "session": export_manifest.get("session", {}),
         "evaluation": row,
     })
