@@ -1,7 +1,7 @@
 """`Bundle`: load a model bundle (directory or zip), verify it, run it.
 
-Thread-safe for predictions: ONNX Runtime sessions support concurrent `run` calls, and the
-tokenizer is configured once at load and never mutated afterwards.
+Safe for concurrent `predict` calls from many threads: ONNX Runtime sessions support concurrent
+`run` calls, and the tokenizer is configured once at load and never mutated afterwards.
 """
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
 
 from edgetune_runtime.errors import BundleError
+from edgetune_runtime.features import FeatureBuilder
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, validate_manifest
+from edgetune_runtime.session import create_session
 
 
 @dataclass(frozen=True)
@@ -38,21 +41,37 @@ class GoldenCheck:
 class Bundle:
     """A verified bundle, ready to predict. Use `Bundle.load(path)`."""
 
-    def __init__(self, directory: Path, manifest: dict, *, intra_op_threads: int = 0,
-                 providers: list[str] | None = None, keepalive: object = None) -> None:
+    def __init__(self, directory: Path, manifest: dict, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 providers: Sequence[str] | None = None, session_options=None, keepalive: object = None) -> None:
         self.directory = directory
         self.manifest = manifest
         self._keepalive = keepalive  # the temporary folder of an extracted zip lives as long as we do
-        self.labels: list[str] = manifest["postprocessing"]["labels"]
-        self.max_length: int = manifest["preprocessing"]["max_length"]
-        self.session = _session(directory / manifest["model"], intra_op_threads, providers)
+        where = str(directory / MANIFEST_FILE)
+        try:
+            preprocessing, postprocessing = manifest["preprocessing"], manifest["postprocessing"]
+            self.labels: list[str] = list(postprocessing["labels"])
+            self.max_length: int = int(preprocessing["max_length"])
+            tokenizer_file, pad_id = preprocessing["tokenizer"], int(preprocessing["pad_id"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"{where}: the manifest lacks pre- or post-processing key {error}") from None
+        self.session = create_session(directory / manifest["model"], intra_op_threads=intra_op_threads,
+                                      inter_op_threads=inter_op_threads, providers=providers,
+                                      session_options=session_options, tuning=manifest.get("session"))
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
-        self.tokenizer = _tokenizer(directory / manifest["preprocessing"]["tokenizer"], manifest["preprocessing"],
-                                    self.max_length)
+        self._output_names = [self.session.get_outputs()[0].name]  # the logits
+        self._features = FeatureBuilder(self.input_names, pad_id, where)
+        self.tokenizer = _tokenizer(directory / tokenizer_file, self.max_length)
+        # The fast batch encoder skips character offsets, which classification never needs.
+        self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, intra_op_threads: int = 0, providers: list[str] | None = None) -> Bundle:
-        """Load a bundle directory or .zip, refusing it if any file or the manifest was changed."""
+    def load(cls, path: str | os.PathLike, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
+             providers: Sequence[str] | None = None, session_options=None) -> Bundle:
+        """Load a bundle directory or .zip, refusing it if any file or the manifest was changed.
+
+        `intra_op_threads`/`inter_op_threads` (0: ONNX Runtime chooses), `providers` (default CPU)
+        and `session_options` (an `onnxruntime.SessionOptions` for anything else) set up the session.
+        """
         path = Path(path)
         keepalive = None
         if path.is_file():
@@ -65,43 +84,49 @@ class Bundle:
         else:
             raise BundleError(f"{path}: no such bundle (expected a directory or a .zip)")
         manifest = verify_files(directory)
-        return cls(directory, manifest, intra_op_threads=intra_op_threads, providers=providers, keepalive=keepalive)
+        return cls(directory, manifest, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
+                   providers=providers, session_options=session_options, keepalive=keepalive)
 
-    def encode(self, texts: list[str]) -> dict[str, numpy.ndarray]:
+    def encode(self, texts: Sequence[str]) -> dict[str, numpy.ndarray]:
         """Tokenise a batch, padded to its longest text; int64 arrays by graph input name."""
-        encodings = self.tokenizer.encode_batch(texts)
-        arrays = {
-            "input_ids": numpy.array([e.ids for e in encodings], dtype=numpy.int64),
-            "attention_mask": numpy.array([e.attention_mask for e in encodings], dtype=numpy.int64),
-            "token_type_ids": numpy.array([e.type_ids for e in encodings], dtype=numpy.int64),
-        }
-        return {name: arrays[name] for name in self.input_names}
+        return self._features.batch(self._encode_batch(list(texts)))
 
-    def predict_proba(self, texts: list[str], batch_size: int = 32) -> numpy.ndarray:
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> numpy.ndarray:
         """Class probabilities, one row per text, in input order.
 
-        Texts are sorted by length into batches (length bucketing) so each batch pads little.
+        Texts are tokenised once, sorted by token count and cut into batches of `batch_size`
+        (length bucketing), and each batch is padded only to its own longest text.
         """
-        if isinstance(texts, str):
-            raise TypeError("predict expects a list of texts, not a single string")
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"item {index} is {type(text).__name__}, not text")
+        _check_texts(texts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if len(texts) == 1:
+            # The latency path: no sorting, no padding, and the tokenizer works on this thread
+            # instead of handing one text to its thread pool.
+            logits = self.session.run(self._output_names, self._features.single(self.tokenizer.encode(texts[0])))
+            return _softmax(logits[0])
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype=numpy.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        encodings = self._encode_batch(list(texts))
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         probabilities = numpy.empty((len(texts), len(self.labels)), dtype=numpy.float32)
         for start in range(0, len(order), batch_size):
             chosen = order[start:start + batch_size]
-            logits = self.session.run(None, self.encode([texts[i] for i in chosen]))[0]
-            probabilities[chosen] = _softmax(logits)
+            feeds = self._features.batch([encodings[i] for i in chosen])
+            probabilities[chosen] = _softmax(self.session.run(self._output_names, feeds)[0])
         return probabilities
 
-    def predict(self, texts: list[str], top_k: int = 1, batch_size: int = 32) -> list[list[Prediction]]:
-        """The `top_k` labels with probabilities for each text."""
+    def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 32) -> list[list[Prediction]]:
+        """The `top_k` labels with probabilities for each text, most probable first."""
+        if not 1 <= top_k <= len(self.labels):
+            raise ValueError(f"top_k must be between 1 and {len(self.labels)} (the number of labels), not {top_k}")
         probabilities = self.predict_proba(texts, batch_size)
-        top = numpy.argsort(-probabilities, axis=1)[:, :top_k]
-        return [[Prediction(self.labels[j], float(row[j])) for j in indices]
+        labels = self.labels
+        if top_k == 1:
+            return [[Prediction(labels[j], float(row[j]))] for row, j in zip(probabilities, probabilities.argmax(1),
+                                                                              strict=True)]
+        top = numpy.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        return [[Prediction(labels[j], float(row[j])) for j in indices]
                 for row, indices in zip(probabilities, top, strict=True)]
 
     def verify(self) -> GoldenCheck:
@@ -148,26 +173,28 @@ def verify_files(directory: Path) -> dict:
     return manifest
 
 
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("predict expects a list of texts, not a single string")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"item {index} is {type(text).__name__}, not text")
+
+
 def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exponentials = numpy.exp(shifted)
-    return exponentials / exponentials.sum(axis=1, keepdims=True)
+    """Row-wise softmax, in place on the logits ONNX Runtime just handed us (they are ours to reuse)."""
+    logits = numpy.asarray(logits, dtype=numpy.float32)  # an fp16 graph's logits are widened first
+    logits -= logits.max(axis=1, keepdims=True)
+    numpy.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
 
 
-def _session(model_path: Path, intra_op_threads: int, providers: list[str] | None):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(model_path), options,
-                                        providers=providers or ["CPUExecutionProvider"])
-
-
-def _tokenizer(path: Path, preprocessing: dict, max_length: int):
+def _tokenizer(path: Path, max_length: int):
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=preprocessing["pad_id"], pad_token=preprocessing["pad_token"])
+    # Padding is the runtime's job (features.py): one text is never padded, a batch only to its longest.
+    tokenizer.no_padding()
     return tokenizer

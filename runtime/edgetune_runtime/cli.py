@@ -1,4 +1,4 @@
-"""`edgetune-runtime`: the on-device command line (predict, verify and bench arrive with the bundle loader)."""
+"""`edgetune-runtime`: the on-device command line: predict, verify, bench and device."""
 
 from __future__ import annotations
 
@@ -11,30 +11,86 @@ from edgetune_runtime import BUNDLE_FORMAT_VERSION, __version__
 from edgetune_runtime.device import describe_machine
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _UserErrorsAsOneLine(click.Group):
+    """A bad bundle or input file is one `error:` line and exit status 2; bugs keep their traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from edgetune_runtime.errors import BundleError, InputError
+
+        try:
+            return super().invoke(ctx)
+        except (BundleError, InputError) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_UserErrorsAsOneLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgetune-runtime")
 def main() -> None:
     """Run edgetune model bundles on this device."""
 
 
+def _session_options(command):
+    """--threads, --inter-op-threads and --provider, shared by the commands that load a bundle."""
+    command = click.option("--provider", "providers", multiple=True, metavar="NAME",
+                           help="ONNX Runtime execution provider (repeatable, in order of preference). "
+                                "Default: CPUExecutionProvider. `edgetune-runtime device` lists this build's.")(command)
+    command = click.option("--inter-op-threads", type=click.IntRange(min=0), default=0, show_default=True,
+                           help="Threads running independent graph nodes (0: ONNX Runtime chooses).")(command)
+    return command
+
+
 @main.command()
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
-@click.argument("texts", nargs=-1, required=True)
-@click.option("--top-k", type=int, default=1, show_default=True)
-def predict(bundle_path: str, texts: tuple[str, ...], top_k: int) -> None:
-    """Print the top-k labels with probabilities for each TEXT, one JSON line per text."""
+@click.argument("texts", nargs=-1)
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              help="Predict every row of a CSV, TSV, JSONL or .txt file (streamed; constant memory).")
+@click.option("--text-column", default=None, help="Column of --input holding the text (found by name when left out).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the JSON lines here (atomically) instead of to stdout.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="ONNX Runtime intra-op threads (0: one per physical core).")
+@_session_options
+def predict(bundle_path: str, texts: tuple[str, ...], input_path: str | None, text_column: str | None,
+            output_path: str | None, top_k: int, batch_size: int, threads: int, inter_op_threads: int,
+            providers: tuple[str, ...]) -> None:
+    """Print the top-k labels with probabilities, one JSON line per TEXT or per row of --input."""
+    from edgetune_runtime.bundle import Bundle
+    from edgetune_runtime.errors import InputError
 
-    bundle = _load(bundle_path)
-    for text, predictions in zip(texts, bundle.predict(list(texts), top_k=top_k), strict=True):
+    if bool(texts) == bool(input_path):
+        raise InputError("give either TEXT arguments or --input FILE (not both, not neither)")
+    if (text_column or output_path) and not input_path:
+        raise InputError("--text-column and --output go with --input FILE")
+    bundle = Bundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
+                         providers=providers or None)
+    if input_path:
+        from edgetune_runtime.file_predict import predict_file
+
+        result = predict_file(bundle, input_path, output_path, text_column=text_column, top_k=top_k,
+                              batch_size=batch_size)
+        if result.output is not None:
+            click.echo(f"{result.rows} rows predicted, written to {result.output}", err=True)
+        return
+    for text, predictions in zip(texts, bundle.predict(list(texts), top_k=min(top_k, len(bundle.labels)),
+                                                       batch_size=batch_size), strict=True):
         click.echo(json.dumps({"text": text, "predictions": [
             {"label": p.label, "probability": round(p.probability, 6)} for p in predictions]}, ensure_ascii=False))
 
 
 @main.command()
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
-def verify(bundle_path: str) -> None:
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="ONNX Runtime intra-op threads (0: one per physical core).")
+@_session_options
+def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...]) -> None:
     """Check every file's sha256 and run the golden examples; exit 1 on any mismatch."""
-    bundle = _load(bundle_path)
+    from edgetune_runtime.bundle import Bundle
+
+    bundle = Bundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
+                         providers=providers or None)
     check = bundle.verify()
     if check.passed:
         click.echo(f"ok: {len(bundle.manifest['files'])} files match their sha256, "
@@ -46,15 +102,54 @@ def verify(bundle_path: str) -> None:
     sys.exit(1)
 
 
-def _load(bundle_path: str):
-    from edgetune_runtime.bundle import Bundle
-    from edgetune_runtime.errors import BundleError
+def _numbers(option: str):
+    def parse(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        try:
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected whole numbers separated by commas, e.g. 1,2",
+                                     param_hint=option) from None
+    return parse
 
-    try:
-        return Bundle.load(bundle_path)
-    except BundleError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+
+@main.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="Labelled texts (CSV, TSV or JSONL) to time and score on.")
+@click.option("--text-column", default=None, help="Column holding the text (found by name when left out).")
+@click.option("--label-column", default=None, help="Column holding the label (found by name when left out).")
+@click.option("--threads", default="1", show_default=True, callback=_numbers("--threads"),
+              help="Intra-op thread counts to sweep, comma-separated (0: ONNX Runtime chooses).")
+@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_numbers("--batch-sizes"),
+              help="Batch sizes to sweep, comma-separated; batch 1 is also timed against raw onnxruntime.")
+@click.option("--pin-cores", default=None, callback=_numbers("--pin-cores"),
+              help="Run on these cores only, e.g. 0 or 2,3 (Linux/Android).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N texts.")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Untimed calls before each setting.")
+@click.option("--cold-starts", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Fresh processes timed from start to first prediction (0 skips).")
+@click.option("--provider", "providers", multiple=True, metavar="NAME",
+              help="ONNX Runtime execution provider (repeatable). Default: CPUExecutionProvider.")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the JSON result here.")
+def bench(bundle_path: str, output_path: str | None, providers: tuple[str, ...], **options) -> None:
+    """Measure latency, throughput, cold start, memory and accuracy of BUNDLE on this device.
+
+    Prints a table; with -o, also writes one JSON result naming the device (CPU, cores, ISA flags,
+    OS, onnxruntime version, execution provider), which `edgetune report` merges across devices.
+    """
+    from edgetune_runtime.bench import BenchConfig, format_table
+    from edgetune_runtime.bench import bench as run_bench
+
+    config = BenchConfig(**options, providers=providers or ("CPUExecutionProvider",))
+    result = run_bench(bundle_path, config, command=["edgetune-runtime", *sys.argv[1:]],
+                       progress=lambda message: click.echo(message, err=True))
+    click.echo(format_table(result))
+    if output_path:
+        click.echo(f"written to {result.write(output_path)}", err=True)
 
 
 @main.command()

@@ -1,0 +1,45 @@
+"""Cold start, as an app sees it: a fresh process imports the runtime, loads a bundle and predicts once.
+
+    python -m edgetune_runtime.cold_start BUNDLE TEXT THREADS
+
+prints one JSON line with the wall-clock moment the first prediction was ready, so the parent
+(`edgetune-runtime bench`) can time from just before it started the process.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def main(arguments: list[str]) -> None:
+    started = time.perf_counter()
+    from edgetune_runtime.bundle import Bundle  # imports numpy, onnxruntime and tokenizers: part of cold start
+
+    imported = time.perf_counter()
+    bundle = Bundle.load(arguments[0], intra_op_threads=int(arguments[2]))
+    loaded = time.perf_counter()
+    bundle.predict([arguments[1]])
+    first_prediction_unix = time.time()
+    predicted = time.perf_counter()
+
+    import json
+
+    print(json.dumps({"first_prediction_unix": first_prediction_unix, "import_s": imported - started,
+                      "load_s": loaded - imported, "first_predict_s": predicted - loaded,
+                      "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MiB; None where the OS does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
