@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from edgetune.data.config import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES
 from edgetune.data.read import is_table_path, read_table
 from edgetune.data.splits import stratified_holdout
 from edgetune.errors import DataError
+
+# No classifier reads past a few thousand characters (max_length tokens); a text this long is nearly
+# always rows merged by an unclosed quote, so it is refused rather than silently truncated.
+MAX_TEXT_CHARACTERS = 100_000
 
 
 @dataclass
@@ -82,8 +87,9 @@ def load_labelled_data(config: DataConfig) -> LabelledData:
         validation = train.subset(held_out, "validation", source)
         train = train.subset(kept, "train", train.source)
         notes.append(f"no validation data given: held out {len(validation)} training rows for model selection")
-        if len(set(train.labels)) < len(label_names):
-            raise DataError(f"{train.source}: too few rows to carve a validation split; pass --validation")
+        if len(set(train.labels)) < len(label_names) or not held_out:
+            raise DataError(f"{train.source}: too few rows to carve a validation split "
+                            f"({len(train) + len(validation)} rows); add rows or pass --validation")
     return LabelledData(train, validation, test, label_names, notes)
 
 
@@ -124,6 +130,7 @@ def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: Dat
     text_column = _pick_column(frame, config.text_column, TEXT_COLUMN_CANDIDATES, "text", source)
     label_column = _pick_column(frame, config.label_column, LABEL_COLUMN_CANDIDATES, "label", source)
     texts, labels = [], []
+    first_label: tuple[int, object, str] | None = None  # row, value and kind of the first label
     for row, (text, label) in enumerate(zip(frame[text_column].tolist(), frame[label_column].tolist(),
                                             strict=True), start=1):
         where = f"{source}, row {row}"
@@ -131,8 +138,19 @@ def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: Dat
             raise DataError(f"{where}, column {text_column!r}: expected text, got {type(text).__name__} {text!r}")
         if not text.strip():
             raise DataError(f"{where}, column {text_column!r}: the text is empty; remove the row or fill it in")
+        if len(text) > MAX_TEXT_CHARACTERS:
+            raise DataError(f"{where}, column {text_column!r}: the text is {len(text):,} characters long "
+                            f"(limit {MAX_TEXT_CHARACTERS:,}); an unclosed quote may have merged rows - check the "
+                            "quoting, or shorten the text (a model reads only its first max_length tokens)")
         if label is None or (isinstance(label, float) and label != label) or isinstance(label, (list, dict)):
             raise DataError(f"{where}, column {label_column!r}: the label is missing or not a single value")
+        kind = _label_kind(label)
+        if first_label is None:
+            first_label = (row, label, kind)
+        elif kind != first_label[2]:
+            # JSONL/Parquet keep types: 1 and "positive" in one column are two encodings mixed by mistake.
+            raise DataError(f"{where}, column {label_column!r}: label {label!r} is {kind} but row {first_label[0]}'s "
+                            f"label {first_label[1]!r} is {first_label[2]}; use one kind of label in the whole file")
         if isinstance(label, float) and label.is_integer():
             label = int(label)  # Parquet/JSON readers turn int columns with gaps into floats
         label = str(label).strip()
@@ -141,6 +159,14 @@ def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: Dat
         texts.append(text)
         labels.append(label)
     return TextSplit(name, source, texts, labels)
+
+
+def _label_kind(label: object) -> str:
+    if isinstance(label, str):
+        return "text"
+    if isinstance(label, bool) or type(label).__name__ == "bool_":
+        return "a boolean"
+    return "a number" if isinstance(label, numbers.Number) else type(label).__name__
 
 
 def pick_text_and_label(frame: pandas.DataFrame, source: str) -> tuple[list[str], list[str]]:
@@ -164,10 +190,19 @@ def _check_labels_known(split: TextSplit, known: set[str]) -> None:
     for row, label in enumerate(split.labels, start=1):
         if label not in known:
             preview = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
+            fix = "add training examples for it or remove these rows"
+            training_numbers = all(_is_integer(name) for name in known)
+            if _is_integer(label) != training_numbers:  # e.g. 0/1 in train, negative/positive in test
+                fix = (f"the training labels are {'numbers' if training_numbers else 'names'} and this one is not: "
+                       "encode the labels the same way in every split")
             raise DataError(
                 f"{split.source}, row {row}: label {label!r} never appears in the training data "
-                f"(training labels: {preview}); add training examples for it or remove these rows"
+                f"(training labels: {preview}); {fix}"
             )
+
+
+def _is_integer(label: str) -> bool:
+    return label.lstrip("-").isdigit()
 
 
 def _load_hub_splits(config: DataConfig) -> dict[str, TextSplit]:
