@@ -1,0 +1,230 @@
+"""`run_recipe`: run a recipe's stages in order into a run directory, skipping finished ones.
+
+Layout of a run directory:
+
+    run.log                      everything the stages logged, with times
+    run.json                     the recipe as run, each stage's key, status, time and output
+    recipe.yaml                  the recipe with --set overrides applied
+    stages/<name>-<key12>/       each stage's artifact, written atomically by the stage itself
+    stages/<name>-<key12>.json   what went into that key, and how long the stage took
+    report.md, report.html, pareto.png
+
+A stage's directory appears only when the stage finished (the library renames it into place), so
+a run killed mid-stage leaves no output for it, and the next run starts again at that stage
+(fine-tuning continues from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgetune.atomic import write_json_atomic
+from edgetune.configuration import config_to_dict
+from edgetune.errors import ConfigError, EdgetuneError
+from edgetune.recipes.cache_key import key_payload, stage_keys
+from edgetune.recipes.check import check_recipe
+from edgetune.recipes.schema import Recipe, RecipeStage
+from edgetune.recipes.stages import STAGES, StageCall
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "run.log"
+RUN_RECORD = "run.json"
+LOCK_FILE = ".lock"
+
+
+@dataclass
+class StageRecord:
+    """What happened to one stage in this run."""
+
+    name: str
+    kind: str
+    key: str
+    output_dir: Path
+    status: str
+    """`ran` or `cached`."""
+    seconds: float | None
+    """Time this stage took when it ran (now or in the run that made it)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stages: list[StageRecord]
+    complete: bool
+    """False when the run stopped early (`stop_after`)."""
+    report_files: list[Path] = field(default_factory=list)
+
+    def output_of(self, name: str) -> Path:
+        return next(record.output_dir for record in self.stages if record.name == name)
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.run_dir or f"runs/{recipe.name}")
+
+
+def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, stop_after: str | None = None) -> RunResult:
+    """Run every stage of `recipe` not already finished in `run_dir`, then write the run's report.
+
+    `stop_after` ends the run after that stage (the report needs the whole run).
+    """
+    if stop_after is not None and stop_after not in recipe.stages:
+        raise ConfigError(f"--stop-after {stop_after}: no such stage; the recipe's stages are "
+                          f"{', '.join(recipe.stages)}")
+    checked = check_recipe(recipe)  # every file and model is found before anything is computed
+    run_dir = Path(run_dir or default_run_dir(recipe)).resolve()
+    stages_dir = run_dir / "stages"
+    stages_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(run_dir), _log_to(run_dir / LOG_FILE):
+        started = time.perf_counter()
+        log.info("run of %s in %s; %s", recipe.source or recipe.name, run_dir, "; ".join(checked.notes))
+        _remove_unfinished(stages_dir)
+        _write_recipe_copy(recipe, run_dir)
+        keys = stage_keys(recipe, checked.data)
+        records: list[StageRecord] = []
+        total = len(recipe.stages)
+        for index, stage in enumerate(recipe.stages.values(), start=1):
+            output_dir = stages_dir / f"{stage.name}-{keys[stage.name][:12]}"
+            if output_dir.is_dir():
+                log.info("[%d/%d] %s (%s): cached in %s", index, total, stage.name, stage.kind, output_dir.name)
+                records.append(StageRecord(stage.name, stage.kind, keys[stage.name], output_dir, "cached",
+                                           _recorded_seconds(output_dir)))
+            else:
+                log.info("[%d/%d] %s (%s): running into %s", index, total, stage.name, stage.kind, output_dir.name)
+                seconds = _run_stage(recipe, stage, output_dir, records, checked.data.config)
+                write_json_atomic(_stage_record_path(output_dir), {
+                    "name": stage.name, "kind": stage.kind, "key": keys[stage.name],
+                    "key_payload": key_payload(stage, keys, checked.data), "seconds": round(seconds, 1),
+                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                records.append(StageRecord(stage.name, stage.kind, keys[stage.name], output_dir, "ran", seconds))
+                log.info("[%d/%d] %s done in %.1f s", index, total, stage.name, seconds)
+            _write_run_record(run_dir, recipe, records, checked.data.description)
+            if stop_after == stage.name and index < total:
+                log.info("stopped after %s as asked; run again to continue from the next stage", stage.name)
+                return RunResult(run_dir, records, complete=False)
+        result = RunResult(run_dir, records, complete=True)
+        from edgetune.recipes.report import write_run_report
+
+        result.report_files = write_run_report(recipe, result)
+        log.info("%s", format_summary(result, time.perf_counter() - started))
+        return result
+
+
+def _run_stage(recipe: Recipe, stage: RecipeStage, output_dir: Path, done: list[StageRecord], data_config) -> float:
+    spec = STAGES[stage.kind]
+    outputs = {record.name: record.output_dir for record in done}
+    references = {field_name: outputs[name] for field_name, name in stage.references.items()}
+    # A field that named an earlier stage now names that stage's output directory.
+    config = dataclasses.replace(stage.config, **{k: str(v) for k, v in references.items()}) if references \
+        else stage.config
+    call = StageCall(data=data_config, config=config, output_dir=output_dir,
+                     input_dir=outputs[stage.input] if stage.input else None, references=references)
+    started = time.perf_counter()
+    try:
+        spec.call(spec, call)
+    except EdgetuneError as error:
+        raise type(error)(f"stage {stage.name} ({stage.kind}): {error}") from None
+    return time.perf_counter() - started
+
+
+def _stage_record_path(output_dir: Path) -> Path:
+    return output_dir.with_name(f"{output_dir.name}.json")
+
+
+def _recorded_seconds(output_dir: Path) -> float | None:
+    path = _stage_record_path(output_dir)
+    try:
+        return json.loads(path.read_text())["seconds"]
+    except (OSError, ValueError, KeyError):
+        return None  # killed between the stage's rename and this record: the output itself is complete
+
+
+def _remove_unfinished(stages_dir: Path) -> None:
+    """Staging directories left by a killed stage (`.name.tmp-*`) are never resumed: remove them.
+
+    Fine-tuning checkpoints (`.name.work`) are kept: the fine-tune stage resumes from them.
+    """
+    for leftover in stages_dir.glob(".*.tmp-*"):
+        log.info("removing %s, left by an interrupted stage", leftover.name)
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+
+def _write_recipe_copy(recipe: Recipe, run_dir: Path) -> None:
+    import yaml
+
+    text = yaml.safe_dump(recipe.raw, sort_keys=False, allow_unicode=True)
+    staging = run_dir / ".recipe.yaml.tmp"
+    staging.write_text(f"# {recipe.source or recipe.name}, as run (with --set overrides)\n{text}", encoding="utf-8")
+    staging.replace(run_dir / "recipe.yaml")
+
+
+def _write_run_record(run_dir: Path, recipe: Recipe, records: list[StageRecord], data_description: str) -> None:
+    write_json_atomic(run_dir / RUN_RECORD, {
+        "recipe": str(recipe.source or recipe.name),
+        "name": recipe.name,
+        "data": data_description,
+        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stages": [{"name": r.name, "kind": r.kind, "key": r.key, "output": str(r.output_dir.relative_to(run_dir)),
+                    "status": r.status, "seconds": None if r.seconds is None else round(r.seconds, 1),
+                    "config": config_to_dict(recipe.stages[r.name].config)} for r in records],
+    })
+
+
+def format_summary(result: RunResult, wall_seconds: float) -> str:
+    """The table printed at the end of a run: each stage, whether it ran, how long, where its output is."""
+    lines = [f"{'stage':<22}{'kind':<10}{'status':<8}{'seconds':>9}  output"]
+    for record in result.stages:
+        seconds = "" if record.seconds is None else f"{record.seconds:.1f}"
+        lines.append(f"{record.name:<22}{record.kind:<10}{record.status:<8}{seconds:>9}  "
+                     f"{record.output_dir.relative_to(result.run_dir)}")
+    ran = sum(record.status == "ran" for record in result.stages)
+    lines.append(f"{ran} of {len(result.stages)} stages ran, {len(result.stages) - ran} cached; "
+                 f"{wall_seconds:.1f} s in all")
+    for path in result.report_files:
+        lines.append(f"report: {path}")
+    return "summary\n" + "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy edgetune's log records into the run's log file for the duration of the run."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("edgetune")
+    previous_level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    except BaseException as error:
+        logger.error("run stopped: %s: %s", type(error).__name__, error)
+        raise
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+        handler.close()
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path) -> Iterator[None]:
+    """One run at a time per run directory: two would race to build the same stage directories."""
+    import fcntl
+
+    with open(run_dir / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgetuneError(f"{run_dir} is in use by another `edgetune run`; wait for it, "
+                                "or pass another --run-dir") from None
+        yield
