@@ -59,6 +59,8 @@ class BenchConfig:
     """Fresh processes to time for cold start; the median is reported (0 skips it)."""
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     """ONNX Runtime execution providers, in order of preference."""
+    name: str | None = None
+    """What merged reports call this bundle (default: its folder or zip name), e.g. `minilm-int8`."""
 
     def __post_init__(self) -> None:
         for name in ("threads", "batch_sizes"):
@@ -133,7 +135,7 @@ def bench(bundle_path: str | Path, config: BenchConfig, *, command: list[str] | 
         texts, labels = _labelled_texts(config, probe.labels)
         progress(f"{len(texts)} labelled texts from {config.data}")
         cold_start = _cold_start(bundle_path, texts[0], config, progress) if config.cold_starts else None
-        result = BenchResult(device=_device(probe), bundle=_describe_bundle(bundle_path, probe),
+        result = BenchResult(device=_device(probe), bundle=_describe_bundle(bundle_path, probe, config.name),
                              data={"path": str(Path(config.data).resolve()), "texts": len(texts)},
                              command=command if command is not None else list(sys.argv),
                              cold_start=cold_start, peak_rss_mb=None)
@@ -230,11 +232,11 @@ def _device(bundle: Bundle) -> dict:
         "execution_provider": bundle.session.get_providers()[0]}
 
 
-def _describe_bundle(path: Path, bundle: Bundle) -> dict:
+def _describe_bundle(path: Path, bundle: Bundle, name: str | None) -> dict:
     manifest = bundle.manifest
     model_file = bundle.directory / manifest["model"]
     tuned_for = manifest.get("tuned_for") or {}
-    return {"path": str(path.resolve()), "name": path.stem if path.is_file() else path.name,
+    return {"path": str(path.resolve()), "name": name or (path.stem if path.is_file() else path.name),
             "task": manifest["task"], "format_version": manifest["format_version"],
             "model_sha256": manifest["files"][manifest["model"]],
             "size_mb": round(model_file.stat().st_size / 2**20, 2),

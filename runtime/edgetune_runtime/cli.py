@@ -133,6 +133,7 @@ def _numbers(option: str):
               help="Fresh processes timed from start to first prediction (0 skips).")
 @click.option("--provider", "providers", multiple=True, metavar="NAME",
               help="ONNX Runtime execution provider (repeatable). Default: CPUExecutionProvider.")
+@click.option("--name", default=None, help="What merged reports call this bundle (default: its folder or zip name).")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON result here.")
 def bench(bundle_path: str, output_path: str | None, providers: tuple[str, ...], **options) -> None:

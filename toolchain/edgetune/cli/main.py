@@ -76,6 +76,7 @@ def _register_commands() -> None:
     from edgetune.cli.export_command import bundle_command, export_command, quantize_command
     from edgetune.cli.finetune_command import finetune_command
     from edgetune.cli.models_command import models
+    from edgetune.cli.report_command import report_command
     from edgetune.cli.run_command import run_command, validate_command
 
     cli.add_command(models)
@@ -86,6 +87,7 @@ def _register_commands() -> None:
     cli.add_command(bundle_command)
     cli.add_command(validate_command)
     cli.add_command(run_command)
+    cli.add_command(report_command)
 
 
 _register_commands()

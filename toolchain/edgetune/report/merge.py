@@ -1,0 +1,120 @@
+"""`report`: bench results from many devices → one comparison table (report.md) and pareto.png."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edgetune.atomic import atomic_directory
+from edgetune.errors import ConfigError, EdgetuneError
+from edgetune.report.pareto import pareto_front
+from edgetune.report.plot import write_pareto_plot
+from edgetune.report.rows import ReportRow
+from edgetune.report.table import format_table
+
+TABLE_FILE = "report.md"
+PLOT_FILE = "pareto.png"
+
+
+@dataclass
+class ReportConfig:
+    """What the merged report compares."""
+
+    batch_size: int = 1
+    """The plot and the Pareto front use runs at this batch size (latencies of other sizes are per batch)."""
+    latency: Literal["p50_ms", "p90_ms"] = "p50_ms"
+    """Latency on the plot's x axis."""
+    title: str = "Accuracy against batch-1 latency"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: {self.batch_size} must be at least 1")
+        if self.latency not in ("p50_ms", "p90_ms"):
+            raise ConfigError(f"latency: {self.latency!r} must be p50_ms or p90_ms")
+
+
+@dataclass
+class ReportResult:
+    output_dir: Path
+    rows: list[ReportRow]
+    table: str
+    front: list[ReportRow]
+
+
+def report(results: Sequence[str | Path], output_dir: str | Path, config: ReportConfig, *,
+           force: bool = False) -> ReportResult:
+    """Merge `edgetune-runtime bench` JSON files into `output_dir`/report.md and pareto.png."""
+    if not results:
+        raise ConfigError("no result files given; pass one or more JSON files from `edgetune-runtime bench -o`")
+    rows = [row for path in results for row in rows_from_bench(path)]
+    plotted = [row for row in rows if row.batch_size == config.batch_size]
+    if not plotted:
+        sizes = sorted({row.batch_size for row in rows})
+        raise ConfigError(f"no run at batch size {config.batch_size} in these results (they have "
+                          f"{', '.join(map(str, sizes))}); pass --batch-size with one of them")
+    for index in pareto_front([(row.accuracy, getattr(row, config.latency)) for row in plotted]):
+        plotted[index].on_front = True
+    table = format_table(rows)
+    with atomic_directory(output_dir, overwrite=force) as staging:
+        write_pareto_plot(plotted, staging / PLOT_FILE, title=config.title, latency=config.latency)
+        (staging / TABLE_FILE).write_text(_markdown(rows, table, config, results), encoding="utf-8")
+    return ReportResult(Path(output_dir), rows, table, [row for row in plotted if row.on_front])
+
+
+def _markdown(rows: list[ReportRow], table: str, config: ReportConfig, results: Sequence[str | Path]) -> str:
+    front = [row.name for row in rows if row.on_front]
+    return "\n".join([
+        f"# {config.title}", "",
+        f"{len(rows)} runs from {len(results)} result files. ★ marks the Pareto front at batch size "
+        f"{config.batch_size}: no other run is both more accurate and faster ({config.latency.removesuffix('_ms')}).",
+        "", table, "", f"![accuracy against latency]({PLOT_FILE})", "",
+        "Pareto front, fastest first: " + (", ".join(front) or "none"), "",
+        "Sources:", *[f"- `{path}`" for path in results], ""])
+
+
+def rows_from_bench(path: str | Path) -> list[ReportRow]:
+    """One row per run of an `edgetune-runtime bench` result; a file that is not one raises `EdgetuneError`."""
+    from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
+
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgetuneError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise EdgetuneError(f"{path}: not valid JSON ({error}); pass files written by `edgetune-runtime bench -o`"
+                            ) from None
+    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
+        raise EdgetuneError(f"{path}: not an edgetune-runtime bench result (its 'schema' is not {SCHEMA!r}); "
+                            "pass files written by `edgetune-runtime bench -o`")
+    version = payload.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise EdgetuneError(f"{path}: bench schema version {version!r} is newer than this edgetune reads "
+                            f"({SCHEMA_VERSION}); upgrade edgetune")
+    try:
+        device, bundle = payload["device"], payload["bundle"]
+        device_name = _device_name(device)
+        return [ReportRow(name=f"{bundle['name']} · {_short_cpu(device['cpu_model'])} · t{run['threads']}",
+                          accuracy=run["accuracy"], p50_ms=run["p50_ms"], p90_ms=run["p90_ms"],
+                          size_mb=bundle["size_mb"], throughput=run["throughput_texts_per_s"],
+                          macro_f1=run.get("macro_f1"), device=device_name, bundle=bundle["name"],
+                          threads=run["threads"], batch_size=run["batch_size"], source=str(path))
+                for run in payload["runs"]]
+    except (KeyError, TypeError) as error:
+        raise EdgetuneError(f"{path}: the bench result lacks {error}; it may be truncated - run the bench again"
+                            ) from None
+
+
+def _short_cpu(model: str) -> str:
+    for noise in ("(R)", "(TM)", "(tm)", " CPU", " Processor", " processor"):
+        model = model.replace(noise, "")
+    return " ".join(model.split())
+
+
+def _device_name(device: dict) -> str:
+    provider = device.get("execution_provider", "").removesuffix("ExecutionProvider")
+    return (f"{_short_cpu(device['cpu_model'])}, {device['usable_cores']} cores, {device['architecture']}"
+            + (f", {provider}" if provider and provider != "CPU" else ""))
