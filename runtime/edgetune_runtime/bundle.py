@@ -54,11 +54,27 @@ class Bundle:
             tokenizer_file, pad_id = preprocessing["tokenizer"], int(preprocessing["pad_id"])
         except (KeyError, TypeError, ValueError) as error:
             raise BundleError(f"{where}: the manifest lacks pre- or post-processing key {error}") from None
-        self.session = create_session(directory / manifest["model"], intra_op_threads=intra_op_threads,
-                                      inter_op_threads=inter_op_threads, providers=providers,
-                                      session_options=session_options, tuning=manifest.get("session"))
+        if not self.labels or self.max_length < 1:
+            raise BundleError(f"{where}: the manifest needs at least one label and a max_length of at least 1")
+        model_path = directory / manifest["model"]
+        try:
+            self.session = create_session(model_path, intra_op_threads=intra_op_threads,
+                                          inter_op_threads=inter_op_threads, providers=providers,
+                                          session_options=session_options, tuning=manifest.get("session"))
+        except Exception as error:
+            # A sealed bundle whose model is not a loadable graph (built wrong, or re-sealed by hand):
+            # ONNX Runtime's own exception types all derive from Exception, so they are told apart by module.
+            if not type(error).__module__.startswith("onnxruntime"):
+                raise
+            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model "
+                              f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
+                              ) from None
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
-        self._output_names = [self.session.get_outputs()[0].name]  # the logits
+        logits = self.session.get_outputs()[0]
+        self._output_names = [logits.name]
+        classes = logits.shape[-1] if logits.shape else None
+        if isinstance(classes, int) and classes != len(self.labels):
+            raise BundleError(f"{where}: the manifest lists {len(self.labels)} labels but the model outputs {classes}")
         self._features = FeatureBuilder(self.input_names, pad_id, where)
         self.tokenizer = _tokenizer(directory / tokenizer_file, self.max_length)
         # The fast batch encoder skips character offsets, which classification never needs.
@@ -193,7 +209,10 @@ def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
 def _tokenizer(path: Path, max_length: int):
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:  # the Rust tokenizer raises a bare Exception for a file it cannot parse
+        raise BundleError(f"{path}: cannot load the tokenizer ({error})") from None
     tokenizer.enable_truncation(max_length=max_length)
     # Padding is the runtime's job (features.py): one text is never padded, a batch only to its longest.
     tokenizer.no_padding()

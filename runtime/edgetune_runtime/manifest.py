@@ -60,4 +60,19 @@ def validate_manifest(manifest: object, where: str) -> dict:
                           f"(supported: {', '.join(SUPPORTED_TASKS)})")
     if manifest["model"] not in manifest["files"]:
         raise BundleError(f"{where}: the model file {manifest['model']!r} is not listed in the manifest's files")
+    # Every file the runtime opens must be one whose sha256 was checked: a re-sealed manifest could
+    # otherwise point the tokenizer or golden examples at any file on the device.
+    for role, name in _files_read_by_the_runtime(manifest):
+        if not isinstance(name, str) or name not in manifest["files"]:
+            raise BundleError(f"{where}: the {role} file {name!r} is not one of the bundle's listed files; "
+                              "refusing the bundle")
     return manifest
+
+
+def _files_read_by_the_runtime(manifest: dict) -> list[tuple[str, object]]:
+    preprocessing = manifest.get("preprocessing")
+    postprocessing = manifest.get("postprocessing")
+    referenced = [("tokenizer", preprocessing.get("tokenizer") if isinstance(preprocessing, dict) else None),
+                  ("labels", postprocessing.get("labels_file") if isinstance(postprocessing, dict) else None),
+                  ("golden examples", manifest.get("golden")), ("ORT model", manifest.get("model_ort"))]
+    return [(role, name) for role, name in referenced if name is not None]
