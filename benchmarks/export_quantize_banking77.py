@@ -38,23 +38,6 @@ def _score(session, path: Path, batches, label_ids, label_names) -> dict:
             "size_mb": round(path.stat().st_size / 2**20, 2)}
 
 
-def _interleaved_batch1_latency(sessions: dict, single_batches: list[dict]) -> dict[str, tuple[float, float]]:
-    """p50/p90 ms per session, timing the sessions in turn on each text, so a burst of noise on
-    this shared machine lands on every model alike instead of on whichever ran during it."""
-    feeds = {label: [{i.name: batch[i.name] for i in session.get_inputs()} for batch in single_batches]
-             for label, session in sessions.items()}
-    for label, session in sessions.items():
-        for feed in feeds[label][:20]:
-            session.run(None, feed)
-    timings: dict[str, list[float]] = {label: [] for label in sessions}
-    for index in range(len(single_batches)):
-        for label, session in sessions.items():
-            started = time.perf_counter()
-            session.run(None, feeds[label][index])
-            timings[label].append((time.perf_counter() - started) * 1000)
-    return {label: (float(numpy.percentile(t, 50)), float(numpy.percentile(t, 90))) for label, t in timings.items()}
-
-
 def _optimum_by_hand(model_dir: Path, work: Path) -> Path:
     exported, quantized = work / "optimum-onnx", work / "optimum-int8"
     for command in (
@@ -123,12 +106,14 @@ def main(model_dir: str, work_dir: str, latency_texts: int, name: str) -> None:
     }
     from edgetune.export.parity import encode_batches
     from edgetune.onnx_session import session_for
+    from edgetune.quantize.evaluate import interleaved_batch1_latency_ms
 
     sessions = {label: session_for(path, threads=1, tuning=tuning) for label, (path, tuning) in candidates.items()}
     eval_batches = encode_batches(tokenizer, texts, 64, 128)
     rows = {label: _score(sessions[label], path, eval_batches, label_ids, label_names)
             for label, (path, _) in candidates.items()}
-    latencies = _interleaved_batch1_latency(sessions, encode_batches(tokenizer, texts[:latency_texts], 1, 128))
+    # Side by side on each text, so noise on this shared machine lands on every model alike.
+    latencies = interleaved_batch1_latency_ms(sessions, encode_batches(tokenizer, texts[:latency_texts], 1, 128))
     for label, (p50, p90) in latencies.items():
         rows[label] |= {"p50_ms": round(p50, 3), "p90_ms": round(p90, 3)}
     reference_f1 = rows["edgetune fp32 (exported + fused)"]["per_class_f1"]

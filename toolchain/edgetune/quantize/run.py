@@ -63,7 +63,7 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         from edgetune.quantize.evaluate import evaluate_variant
 
         return evaluate_variant(spec.name, spec.description, path, eval_batches, eval_ids, label_names,
-                                latency_batches, config.threads, list(spec.nodes_to_exclude), tuning)
+                                config.threads, list(spec.nodes_to_exclude), tuning)
 
     with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as scratch:
         scratch_dir = Path(scratch)
@@ -81,6 +81,7 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         if config.auto:
             _rescue_with_exclusions(built, reference, config, export_dir / MODEL_FILE, scratch_dir,
                                     calibration_batches, evaluate)
+        _time_side_by_side(built, latency_batches, config.threads, tuning)
         rows = {name: _row(evaluation, reference, config) for name, (_, _, evaluation) in built.items()}
         chosen = _choose(rows, config)
         log.info("\n%s", format_quantize_table(rows, chosen))
@@ -111,6 +112,18 @@ def _build_and_evaluate(spec, fp32_path, scratch_dir, calibration_batches, evalu
     except Exception as error:  # noqa: BLE001 - a variant ORT cannot build for this graph is reported, not fatal
         log.warning("variant %s failed: %s: %s", spec.name, type(error).__name__, str(error).splitlines()[0][:200])
         return f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+
+
+def _time_side_by_side(built: dict, latency_batches, threads: int, tuning: dict) -> None:
+    from edgetune.onnx_session import session_for
+    from edgetune.quantize.evaluate import interleaved_batch1_latency_ms
+
+    log.info("timing %d variants side by side on %d texts, batch 1, %s thread(s)", len(built), len(latency_batches),
+             threads or "all")
+    sessions = {name: session_for(path, threads, tuning) for name, (_, path, _) in built.items()}
+    for name, (p50, p90) in interleaved_batch1_latency_ms(sessions, latency_batches).items():
+        evaluation = built[name][2]
+        evaluation.p50_ms, evaluation.p90_ms = round(p50, 3), round(p90, 3)
 
 
 def _row(evaluation: VariantEvaluation, reference: VariantEvaluation, config: QuantizeConfig) -> dict:
