@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,8 @@ from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.stage_manifest import write_stage_manifest
+
+log = logging.getLogger(__name__)
 
 RESULT_FILE = "bench.json"
 TEXTS_FILE = "texts.csv"
@@ -72,7 +75,8 @@ def bench_bundle(bundle_dir: str | Path, output_dir: str | Path, config: BenchSt
         runtime_config = BenchConfig(data=str(staging / TEXTS_FILE), text_column="text", label_column="label",
                                      threads=config.threads, batch_sizes=config.batch_sizes, limit=config.limit,
                                      warmup=config.warmup, cold_starts=config.cold_starts)
-        result = bench(bundle_dir, runtime_config, command=["edgetune", "run", "(bench stage)"]).to_dict()
+        result = bench(bundle_dir, runtime_config, command=["edgetune", "run", "(bench stage)"],
+                       progress=log.info).to_dict()
         result["data"] |= {"path": str(output_dir / TEXTS_FILE), "split": split.name, "source": split.source}
         # Per-class F1 lets the report show which classes the bundle loses against the PyTorch model.
         result["per_class_f1"] = _per_class_f1(bundle_dir, split.texts[: config.limit], split.labels[: config.limit])

@@ -33,7 +33,11 @@ class ResolvedData:
 
 
 def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
-    """Choose local files or the hub dataset; raise `ConfigError` naming `data.<key>` when neither works."""
+    """Choose local files or the hub dataset; raise `ConfigError` naming `data.<key>` when neither works.
+
+    The fingerprint covers the files' contents and their absolute paths: later stages re-read the
+    data from the paths the fine-tune recorded, so moved files must re-run the stages.
+    """
     if data.train and Path(data.train).expanduser().is_file():
         paths = {}
         for key in ("train", "validation", "test"):

@@ -84,7 +84,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, stop_after:
     run_dir = Path(run_dir or default_run_dir(recipe)).resolve()
     stages_dir = run_dir / "stages"
     stages_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run_dir), _log_to(run_dir / LOG_FILE):
+    with _exclusive(run_dir), _log_to(run_dir / LOG_FILE), _terminate_as_interrupt():
         started = time.perf_counter()
         log.info("run of %s in %s; %s", recipe.source or recipe.name, run_dir, "; ".join(checked.notes))
         _remove_unfinished(stages_dir)
@@ -207,6 +207,9 @@ def _log_to(path: Path) -> Iterator[None]:
     logger.addHandler(handler)
     try:
         yield
+    except KeyboardInterrupt:
+        logger.error("run interrupted; the same command resumes it at the stage it was in")
+        raise
     except BaseException as error:
         logger.error("run stopped: %s: %s", type(error).__name__, error)
         raise
@@ -214,6 +217,27 @@ def _log_to(path: Path) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
         handler.close()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler or `kill` stopping the job) unwinds like Ctrl-C, so the running stage's
+    staging directory is removed rather than left behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signal_number, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
