@@ -220,6 +220,7 @@ def _cold_start(bundle_path: Path, text: str, config: BenchConfig, progress: Cal
             "import_s": round(statistics.median(run["import_s"] for run in runs), 4),
             "load_s": round(statistics.median(run["load_s"] for run in runs), 4),
             "first_predict_s": round(statistics.median(run["first_predict_s"] for run in runs), 4),
+            "cpu_s": round(statistics.median(run["cpu_s"] for run in runs), 4) if runs[0]["cpu_s"] else None,
             "peak_rss_mb": max((run["peak_rss_mb"] or 0) for run in runs) or None, "threads": threads}
 
 
@@ -262,7 +263,8 @@ def format_table(result: BenchResult) -> str:
     if result.cold_start:
         cold = result.cold_start
         lines.append(f"cold start (process start to first prediction): {cold['median_s']:.3f} s median of "
-                     f"{len(cold['runs_s'])} (imports {cold['import_s']:.3f} s, load {cold['load_s']:.3f} s); "
+                     f"{len(cold['runs_s'])} (imports {cold['import_s']:.3f} s, load {cold['load_s']:.3f} s, "
+                     f"CPU time {cold['cpu_s']} s); "
                      f"peak RSS {cold['peak_rss_mb']} MB")
     lines.append(f"model {result.bundle['size_mb']:.2f} MB; peak RSS of this benchmark {result.peak_rss_mb} MB")
     return "\n".join(lines)

@@ -27,7 +27,18 @@ def main(arguments: list[str]) -> None:
 
     print(json.dumps({"first_prediction_unix": first_prediction_unix, "import_s": imported - started,
                       "load_s": loaded - imported, "first_predict_s": predicted - loaded,
-                      "peak_rss_mb": peak_rss_mb()}))
+                      "cpu_s": cpu_seconds(), "peak_rss_mb": peak_rss_mb()}))
+
+
+def cpu_seconds() -> float | None:
+    """CPU time this process has used since it started (user + system): what cold start costs on an idle
+    core, whatever else the machine is running. None where the OS does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 4)
 
 
 def peak_rss_mb() -> float | None:
