@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy
 
-from edgetune_runtime.errors import BundleError
+from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.features import FeatureBuilder
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, validate_manifest
@@ -113,7 +113,7 @@ class Bundle:
         Texts are tokenised once, sorted by token count and cut into batches of `batch_size`
         (length bucketing), and each batch is padded only to its own longest text.
         """
-        _check_texts(texts)
+        texts = _check_texts(texts)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         if len(texts) == 1:
@@ -189,12 +189,24 @@ def verify_files(directory: Path) -> dict:
     return manifest
 
 
-def _check_texts(texts: Sequence[str]) -> None:
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    """`texts` as a list, each item checked: a non-string is a TypeError, a lone surrogate an InputError."""
     if isinstance(texts, str):
         raise TypeError("predict expects a list of texts, not a single string")
+    texts = texts if isinstance(texts, list) else list(texts)  # tuples, arrays, Series and generators too
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"item {index} is {type(text).__name__}, not text")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                # Lone surrogates (undecodable bytes smuggled in by surrogateescape, or broken UTF-16)
+                # are not text the tokenizer can read; name them instead of failing inside it.
+                raise InputError(f"item {index}: character {error.start} is a lone surrogate "
+                                 f"{text[error.start]!r}, not valid Unicode text; decode the input as UTF-8 "
+                                 "(errors='replace' turns bad bytes into U+FFFD)") from None
+    return texts
 
 
 def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
