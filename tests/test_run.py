@@ -72,6 +72,7 @@ def test_a_run_writes_every_stage_a_log_and_the_report(first_run):
     run_dir = first_run.run_dir
     assert set(_stage_dirs(run_dir)) == set(STAGE_ORDER)
     assert (first_run.output_of("bundle") / "manifest.json").is_file()
+    assert (run_dir / "latest" / "bundle").resolve() == first_run.output_of("bundle")
     assert (first_run.output_of("bench") / "bench.json").is_file()
     log = (run_dir / "run.log").read_text()
     assert "[1/5] finetune (finetune): running" in log and "summary" in log

@@ -7,6 +7,7 @@ Layout of a run directory:
     recipe.yaml                  the recipe with --set overrides applied
     stages/<name>-<key12>/       each stage's artifact, written atomically by the stage itself
     stages/<name>-<key12>.json   what went into that key, and how long the stage took
+    latest/<name>                a link to the output of <name> in the latest run
     report.md, report.html, pareto.png
 
 A stage's directory appears only when the stage finished (the library renames it into place), so
@@ -107,6 +108,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, stop_after:
                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
                 records.append(StageRecord(stage.name, stage.kind, keys[stage.name], output_dir, "ran", seconds))
                 log.info("[%d/%d] %s done in %.1f s", index, total, stage.name, seconds)
+            _link_latest(run_dir, stage.name, output_dir)
             _write_run_record(run_dir, recipe, records, checked.data.description)
             if stop_after == stage.name and index < total:
                 log.info("stopped after %s as asked; run again to continue from the next stage", stage.name)
@@ -146,6 +148,21 @@ def _recorded_seconds(output_dir: Path) -> float | None:
         return json.loads(path.read_text())["seconds"]
     except (OSError, ValueError, KeyError):
         return None  # killed between the stage's rename and this record: the output itself is complete
+
+
+def _link_latest(run_dir: Path, name: str, output_dir: Path) -> None:
+    """`latest/<stage name>` (and `latest/<stage name>.zip` for a zipped bundle) point at this run's outputs,
+    so people and scripts need not know the keys."""
+    latest = run_dir / "latest"
+    latest.mkdir(exist_ok=True)
+    for target in (output_dir, output_dir.with_suffix(".zip")):
+        if not target.exists():
+            continue
+        link = latest / (name + target.suffix if target.suffix == ".zip" else name)
+        staging = latest / f".{link.name}.tmp"
+        staging.unlink(missing_ok=True)
+        staging.symlink_to(Path("..") / "stages" / target.name)
+        staging.replace(link)  # atomic: the link always points at a finished output
 
 
 def _remove_unfinished(stages_dir: Path) -> None:
