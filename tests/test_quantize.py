@@ -121,3 +121,19 @@ def test_variants_are_measured_with_the_session_tuning_the_export_recorded(quant
     export_tuning = json.loads((tiny_export_dir / "edgetune.json").read_text())["session"]
     assert export_tuning["disabled_optimizers"] == ["SkipLayerNormFusion"]
     assert json.loads((output / "edgetune.json").read_text())["session"] == export_tuning
+
+
+def test_near_equal_latencies_are_a_tie_won_by_accuracy():
+    config = QuantizeConfig(max_accuracy_drop=0.5)
+    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
+    rows = {
+        "fp32": _row(reference, reference, config),
+        "dynamic-int8": _row(_evaluation("dynamic-int8", 0.897, 2.00, {"a": 0.9, "b": 0.85}), reference, config),
+        "dynamic-int8-per-channel": _row(_evaluation("dynamic-int8-per-channel", 0.90, 2.04, {"a": 0.9, "b": 0.9}),
+                                         reference, config),
+        "static-qop-minmax": _row(_evaluation("static-qop-minmax", 0.90, 2.5, {"a": 0.9, "b": 0.9}), reference,
+                                  config),
+    }
+    assert _choose(rows, config) == "dynamic-int8-per-channel"  # 2% slower: a tie, and it loses nothing
+    rows["dynamic-int8-per-channel"]["p50_ms"] = 2.2  # 10% slower: no longer a tie
+    assert _choose(rows, config) == "dynamic-int8"

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 # Compression hurts rare classes first (Hooker et al. 2019): list the classes that lose this much F1.
 F1_LOSS_FLAGGED_POINTS = 2.0
+# Variants within 3% of the fastest p50 count as equally fast: side-by-side timing on a shared CPU
+# still wobbles by a percent or two between runs.
+LATENCY_TIE_FRACTION = 0.03
 
 
 def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeConfig, *, force: bool = False) -> dict:
@@ -77,6 +80,9 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
                 failures[name] = result
                 continue
             built[name] = (spec, *result)
+        if "fp32" not in built:
+            raise EdgetuneError(f"{export_dir / MODEL_FILE}: the fp32 reference could not be built and evaluated "
+                                f"({failures['fp32']}); nothing was written")
         reference = built["fp32"][2]
         if config.auto:
             _rescue_with_exclusions(built, reference, config, export_dir / MODEL_FILE, scratch_dir,
@@ -109,6 +115,8 @@ def _build_and_evaluate(spec, fp32_path, scratch_dir, calibration_batches, evalu
     try:
         build_variant(spec, fp32_path, path, calibration_batches)
         return path, evaluate(spec, path)
+    except OSError:
+        raise  # a full disk or an unreadable file says nothing about the variant: stop, write nothing
     except Exception as error:  # noqa: BLE001 - a variant ORT cannot build for this graph is reported, not fatal
         log.warning("variant %s failed: %s: %s", spec.name, type(error).__name__, str(error).splitlines()[0][:200])
         return f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
@@ -155,12 +163,18 @@ def _choose(rows: dict[str, dict], config: QuantizeConfig) -> str:
         return config.keep
     # A variant slower than fp32 on this CPU is reported but never chosen: it would only lose accuracy.
     eligible = [name for name, row in rows.items() if row["within_budget"] and not row["slower_than_fp32"]]
-    return min(eligible, key=lambda name: rows[name]["p50_ms"])
+    fastest_ms = min(rows[name]["p50_ms"] for name in eligible)
+    # Latencies this close are a tie on a real machine; among tied variants keep the one that hurts
+    # accuracy least, then its worst class least, then the smallest.
+    tied = [name for name in eligible if rows[name]["p50_ms"] <= fastest_ms * (1 + LATENCY_TIE_FRACTION)]
+    return min(tied, key=lambda name: (rows[name]["accuracy_drop_points"], -rows[name]["worst_class_f1_change_points"],
+                                       rows[name]["size_mb"], rows[name]["p50_ms"]))
 
 
 def _reason(rows: dict[str, dict], chosen: str, config: QuantizeConfig) -> str:
     row = rows[chosen]
-    return (f"fastest variant within {config.max_accuracy_drop} accuracy points of fp32: "
+    return (f"fastest variant (ties within {LATENCY_TIE_FRACTION:.0%} go to the more accurate) within "
+            f"{config.max_accuracy_drop} accuracy points of fp32: "
             f"p50 {row['p50_ms']} ms ({row['speedup_vs_fp32']}x fp32), "
             f"accuracy drop {row['accuracy_drop_points']} points")
 
