@@ -172,6 +172,7 @@ def main(bundle: str, data: str, work_dir: str, threads: str, batch_sizes: str, 
     venvs = _venvs(work / "venvs", snapshot)
     first_text = _first_text(data)
     cold_minimal = _cold_start_in(work / "venvs" / "minimal" / "bin" / "python", snapshot, first_text, cold_starts)
+    agreement = _batching_agreement(snapshot, data, limit)
     steal = steal_fraction(cpu_before, cpu_times())
 
     batch1 = [run for run in result.runs if run.batch_size == 1]
@@ -189,6 +190,7 @@ def main(bundle: str, data: str, work_dir: str, threads: str, batch_sizes: str, 
         "cold_start": {"dev_venv": result.cold_start, "runtime_only_venv": cold_minimal},
         "peak_rss_mb": {"bench_process": result.peak_rss_mb, "cold_start_process": cold_minimal["peak_rss_mb"]},
         "venvs": venvs,
+        "batch32_vs_batch1": agreement,
         "targets": TARGETS,
         "cpu_steal_fraction": steal,
         # Other jobs share this 2-core machine: ratios measured interleaved survive that, wall times do not.
@@ -210,6 +212,22 @@ def main(bundle: str, data: str, work_dir: str, threads: str, batch_sizes: str, 
     print(f"cold start in the runtime-only venv: {cold_minimal['median_s']:.3f} s median of {cold_starts}")
     print(json.dumps({"batch1": summary["batch1"], "meets_targets": summary["meets_targets"],
                       "cpu_steal_fraction": steal}))
+
+
+def _batching_agreement(bundle_dir: Path, data: str, limit: int | None) -> dict:
+    """How far batched predictions (dynamic int8 scales activations per batch) stray from one-at-a-time ones."""
+    import numpy
+
+    from edgetune_runtime.bundle import Bundle
+    from edgetune_runtime.texts_file import read_texts
+
+    texts = [row.text for row in read_texts(data)][:limit]
+    bundle = Bundle.load(bundle_dir, intra_op_threads=1)
+    single = numpy.stack([bundle.predict_proba([text])[0] for text in texts])
+    batched = bundle.predict_proba(texts, batch_size=32)
+    return {"texts": len(texts), "batch_size": 32,
+            "top_label_agreement": round(float((single.argmax(1) == batched.argmax(1)).mean()), 4),
+            "max_probability_difference": round(float(numpy.abs(single - batched).max()), 4)}
 
 
 def _first_text(data: str) -> str:

@@ -71,10 +71,10 @@ def test_report_merges_devices_into_a_table_and_a_pareto_plot(bench_results, tmp
                                                                  .split(",")[0]}
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| name | device | threads | batch | accuracy | macro-F1 | p50 ms | p90 ms | texts/s | MB | Pareto |" in \
-        markdown and "tiny-fp32 · Cortex-A76 · t1" in markdown
+        markdown and "| tiny-fp32 t1 | Cortex-A76, 4 cores, aarch64 |" in markdown
     assert (tmp_path / "report" / "pareto.png").read_bytes()[:8] == PNG_SIGNATURE
     # The board is slower and less accurate at every setting, so it never makes the front.
-    assert result.front and all("Cortex-A76" not in row.name for row in result.front)
+    assert result.front and all("Cortex-A76" not in row.device for row in result.front)
     assert all(row.batch_size == 1 for row in result.front)
 
 

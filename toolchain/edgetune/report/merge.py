@@ -97,7 +97,8 @@ def rows_from_bench(path: str | Path) -> list[ReportRow]:
     try:
         device, bundle = payload["device"], payload["bundle"]
         device_name = _device_name(device)
-        return [ReportRow(name=f"{bundle['name']} · {_short_cpu(device['cpu_model'])} · t{run['threads']}",
+        # The device has its own column and colour; the name says what ran and how.
+        return [ReportRow(name=f"{bundle['name']} t{run['threads']}",
                           accuracy=run["accuracy"], p50_ms=run["p50_ms"], p90_ms=run["p90_ms"],
                           size_mb=bundle["size_mb"], throughput=run["throughput_texts_per_s"],
                           macro_f1=run.get("macro_f1"), device=device_name, bundle=bundle["name"],

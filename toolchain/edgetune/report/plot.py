@@ -40,18 +40,23 @@ def write_pareto_plot(rows: Sequence[ReportRow | dict], path: str | Path, *, tit
         axes.scatter([points[i][1] for i in front], [points[i][0] * 100 for i in front], s=140, facecolors="none",
                      edgecolors="black", linewidths=1.2, zorder=4)
     for index in plotted:
+        on_front = index in front
+        # Front points carry the message; the others are labelled small and grey so they do not crowd it.
         axes.annotate(rows[index].name, (points[index][1], points[index][0] * 100), textcoords="offset points",
-                      xytext=(5, 4), fontsize=7)
+                      xytext=(6, 5 if on_front else -10), fontsize=8 if on_front else 6.5,
+                      color="black" if on_front else "dimgray", fontweight="bold" if on_front else "normal")
     values = [points[i][1] for i in plotted]
+    axes.margins(x=0.2, y=0.15)  # room for the labels right of the points
     if values and max(values) / max(min(values), 1e-9) > 20:
         axes.set_xscale("log")  # a phone and a server side by side span decades
-    axes.margins(x=0.25, y=0.15)  # room for the labels right of the points
+    else:
+        axes.set_xlim(left=0)
     axes.set_xlabel(latency_label or f"{latency.removesuffix('_ms')} latency (ms), lower is better")
     axes.set_ylabel("accuracy (%), higher is better")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     if any(devices) or front:
-        axes.legend(fontsize=7, loc="lower right")
+        axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
 
     path = Path(path)
