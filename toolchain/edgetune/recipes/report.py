@@ -88,6 +88,7 @@ def write_run_report(recipe: Recipe, result) -> list[Path]:
     _write_text(run_dir / "report.html", _html(title, rows, variants, context, plot_path))
     write_json_atomic(run_dir / "report.json", {"context": context, "rows": [vars(row) for row in rows],
                                                 "quantize_variants": variants})
+    log.info("report (%s split)\n%s", split, format_markdown_table(_main_table(rows)))
     return [run_dir / name for name in REPORT_FILES]
 
 
