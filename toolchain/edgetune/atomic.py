@@ -31,9 +31,7 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
     # mkdtemp makes the directory private (0700); the result should have the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
+    staging.chmod(0o777 & ~_umask())
     try:
         yield staging
         if destination.exists():
@@ -55,6 +53,7 @@ def write_json_atomic(path: str | Path, payload: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private (0600); results are shared
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2, sort_keys=False, default=str)
             handle.write("\n")
@@ -63,3 +62,9 @@ def write_json_atomic(path: str | Path, payload: object) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 
@@ -24,12 +23,15 @@ class _UserErrorsAsOneLine(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written to the output path", err=True)
             sys.exit(130)
-        except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                click.echo(f"error: no space left on the device while writing {error.filename or 'output'}; "
-                           "free some space and run again (nothing was written to the output path)", err=True)
-                sys.exit(2)
-            raise
+        except Exception as error:
+            # A full disk, quota or file-size limit is the user's to fix, even when a library wrapped it.
+            from edgetune.storage_errors import storage_failure
+
+            reason = storage_failure(error)
+            if reason is None:
+                raise
+            click.echo(f"error: {reason} (nothing was written to the output path)", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_UserErrorsAsOneLine, context_settings={"help_option_names": ["-h", "--help"],

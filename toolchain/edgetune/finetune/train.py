@@ -134,10 +134,10 @@ def finetune(
 def _prepare_work_directory(work_dir: Path, run_record: dict, *, resume: bool, force: bool,
                             is_main_process: bool) -> Path | None:
     """Return the checkpoint to resume from, after checking that it belongs to this same run."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from edgetune.finetune.checkpoints import last_complete_checkpoint
 
     checkpoints = work_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints, remove_partial=is_main_process)
     record_path = work_dir / RUN_RECORD
     if resume:
         if last is None:
