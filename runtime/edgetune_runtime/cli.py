@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -22,6 +23,18 @@ class _UserErrorsAsOneLine(click.Group):
         except (BundleError, InputError) as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
+        except OSError as error:
+            # An output path that cannot be created, a read-only or full disk: the user's to fix.
+            path = error.filename2 or error.filename
+            if error.errno not in _USER_ERRNOS or not path:
+                raise
+            click.echo(f"error: cannot write or read {path}: {error.strerror}; check the path, its permissions "
+                       "and the free space", err=True)
+            sys.exit(2)
+
+
+_USER_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+                errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @click.group(cls=_UserErrorsAsOneLine, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,7 +1,8 @@
-"""Recognise a write that failed because storage ran out, however deep a library wrapped the error.
+"""Recognise a read or write that failed for a reason the user must fix: storage ran out, or a path is unusable.
 
-A full disk, an exhausted quota and a file-size limit are the user's to fix, so the CLI reports them
-as one line instead of a traceback. Python raises them as `OSError` with an errno, but torch's
+A full disk, an exhausted quota, a file-size limit, a read-only or permission-denied location and an
+output path under a file are the user's to fix, so the CLI reports them as one line instead of a
+traceback. Python raises them as `OSError` with an errno, but torch's
 checkpoint writer, safetensors (Rust) and ONNX Runtime (C++) raise their own types whose message
 is all that is left of the cause.
 """
@@ -22,6 +23,8 @@ STORAGE_ERRNOS = {
 # debug form ("Os { code: 28, ...") and torch's zip writer, which reports a short write as an
 # unexpected position (its reader never says this, so a corrupt file read is not mistaken for it).
 _MESSAGES = {os.strerror(number): number for number in STORAGE_ERRNOS}
+# A path the user gave (or one under it) that cannot be read or written as asked.
+PATH_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
 _RUST_IO_CODE = re.compile(r"Os \{ code: (\d+)")
 _TORCH_SHORT_WRITE = ("PytorchStreamWriter failed writing", "unexpected pos")
 
@@ -47,4 +50,12 @@ def storage_failure(error: BaseException) -> str | None:
             return ("a checkpoint could not be written in full (the disk is full or a file-size limit was reached); "
                     "free some space and run again")
         current = current.__cause__ or current.__context__
+    return None
+
+
+def path_failure(error: BaseException) -> str | None:
+    """One line naming the path and the reason when `error` is an OSError about a named path, else None."""
+    if isinstance(error, OSError) and error.errno in PATH_ERRNOS and (error.filename or error.filename2):
+        path = error.filename2 or error.filename
+        return f"cannot use {path}: {error.strerror}; check the path and its permissions, or choose another"
     return None

@@ -16,7 +16,8 @@ def data() -> None:
 @data_options
 @click.option("--model", default=None,
               help="Count lengths in this model's tokens (a path or hub id). Default: whitespace words.")
-@click.option("--max-length", type=int, default=None, help="Report how many texts exceed this many tokens.")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Report how many texts exceed this many tokens.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the report as JSON to this file.")
 def inspect(model: str | None, max_length: int | None, report_path: str | None, **options) -> None:

@@ -24,10 +24,11 @@ class _UserErrorsAsOneLine(click.Group):
             click.echo("interrupted: nothing was written to the output path", err=True)
             sys.exit(130)
         except Exception as error:
-            # A full disk, quota or file-size limit is the user's to fix, even when a library wrapped it.
-            from edgetune.storage_errors import storage_failure
+            # A full disk, a quota, a file-size limit or an unusable path is the user's to fix,
+            # even when a library wrapped it.
+            from edgetune.storage_errors import path_failure, storage_failure
 
-            reason = storage_failure(error)
+            reason = storage_failure(error) or path_failure(error)
             if reason is None:
                 raise
             click.echo(f"error: {reason} (nothing was written to the output path)", err=True)
