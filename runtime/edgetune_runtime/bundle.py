@@ -212,6 +212,11 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
     """Row-wise softmax, in place on the logits ONNX Runtime just handed us (they are ours to reuse)."""
     logits = numpy.asarray(logits, dtype=numpy.float32)  # an fp16 graph's logits are widened first
+    if len(logits) == 1:  # the latency path: whole-array reductions skip the keepdims machinery
+        logits -= logits.max()
+        numpy.exp(logits, out=logits)
+        logits /= logits.sum()
+        return logits
     logits -= logits.max(axis=1, keepdims=True)
     numpy.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
