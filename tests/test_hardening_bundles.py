@@ -213,9 +213,8 @@ def _zip_without_manifest(bundle: Path, tmp: Path) -> Path:
 
 
 def _not_a_zip(bundle: Path, tmp: Path) -> Path:
-    path = tmp / "truncated.zip"
-    path.write_bytes(bundle.with_suffix(".zip").read_bytes()[:1000] if bundle.with_suffix(".zip").exists()
-                     else b"PK\x03\x04garbage")
+    path = _zip_of(bundle, tmp / "truncated.zip")
+    path.write_bytes(path.read_bytes()[:1000])  # a download cut short: no central directory
     return path
 
 

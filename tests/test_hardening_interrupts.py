@@ -64,8 +64,15 @@ def _kill_when(command: list[str], ready: Callable[[], bool], timeout_s: float =
 
 
 def _complete_checkpoints(checkpoints: Path) -> list[int]:
-    return sorted(int(path.name.split("-")[1]) for path in checkpoints.glob("checkpoint-*")
-                  if (path / "trainer_state.json").is_file())
+    """Checkpoints whose trainer state (written last) is already whole, so killing now keeps them."""
+    complete = []
+    for path in checkpoints.glob("checkpoint-*"):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        complete.append(int(path.name.split("-")[1]))
+    return sorted(complete)
 
 
 def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(tmp_path, tiny_bert_dir, small_banking77):
