@@ -133,13 +133,19 @@ def _assert_nothing_at(destination: Path) -> None:
     assert not destination.with_suffix(".zip").exists()
 
 
+def _staging_left(destination: Path) -> list[Path]:
+    return list(destination.parent.glob(f".{destination.name}.tmp-*"))
+
+
 def test_sigkill_during_export_leaves_nothing_and_a_rerun_succeeds(tmp_path, tiny_finetuned_dir):
     destination = tmp_path / "onnx"
     _kill_when([*EDGETUNE, "export", str(tiny_finetuned_dir), str(destination)],
                _staging_started(tmp_path, destination.name))
     _assert_nothing_at(destination)
+    assert _staging_left(destination), "the kill landed while the stage was writing"
     rerun = CliRunner().invoke(cli, ["export", str(tiny_finetuned_dir), str(destination), "--no-optimize"])
     assert rerun.exit_code == 0, rerun.output
+    assert not _staging_left(destination), "the rerun cleans up the killed run's staging folder"
     assert (destination / "model.onnx").is_file()
 
 
@@ -164,9 +170,11 @@ def test_sigkill_while_bundling_leaves_nothing_and_a_rerun_succeeds(tmp_path, ti
     # The ORT conversion runs inside the staging phase, so the kill lands mid-bundle.
     _kill_when([*EDGETUNE, *arguments], _staging_started(tmp_path, destination.name))
     _assert_nothing_at(destination)
+    assert _staging_left(destination), "the kill landed while the stage was writing"
     rerun = CliRunner().invoke(cli, arguments)
     assert rerun.exit_code == 0, rerun.output
     assert (destination / "manifest.json").is_file() and destination.with_suffix(".zip").is_file()
+    assert not _staging_left(destination), "the rerun cleans up the killed run's staging folder"
 
 
 def _with_file_size_limit() -> None:
@@ -231,3 +239,18 @@ def test_a_really_full_disk_is_one_line_and_no_output(tiny_filesystem, tiny_expo
     result = runner.invoke(cli, ["data", "inspect", "--train", str(small_banking77["train"]), "--report", str(report)])
     assert result.exit_code == 2 and "no space left on the device" in result.stderr, result.output
     assert not report.exists() and [path.name for path in tiny_filesystem.iterdir()] == ["ballast"]
+
+
+def test_a_rerun_removes_only_staging_folders_whose_writer_is_gone(tmp_path):
+    from edgetune.atomic import atomic_directory
+
+    killed_writer = tmp_path / ".out.tmp-2147483646-abcd"  # no such process
+    live_writer = tmp_path / f".out.tmp-{os.getpid()}-efgh"  # this very process: still writing
+    unknown = tmp_path / ".out.tmp-legacyname"  # no pid in the name: never touched
+    for folder in (killed_writer, live_writer, unknown):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    with atomic_directory(tmp_path / "out") as staging:
+        (staging / "done.txt").write_text("done")
+    assert not killed_writer.exists() and live_writer.is_dir() and unknown.is_dir()
+    assert (tmp_path / "out" / "done.txt").is_file()

@@ -33,8 +33,8 @@ class _UserErrorsAsOneLine(click.Group):
             sys.exit(2)
 
 
-_USER_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
-                errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_USER_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG,
+                errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @click.group(cls=_UserErrorsAsOneLine, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,6 +7,7 @@ Everything is built in a hidden temporary sibling of the destination (same files
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -29,7 +30,9 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
     if destination.exists() and not overwrite:
         raise EdgetuneError(f"{destination} already exists; choose another output path or pass --force to replace it")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    _remove_abandoned_staging(destination)
+    # The pid in the name tells a later run whether the writer is still alive (see below).
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-{os.getpid()}-", dir=destination.parent))
     # mkdtemp makes the directory private (0700); the result should have the usual permissions.
     staging.chmod(0o777 & ~_umask())
     try:
@@ -45,6 +48,28 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _remove_abandoned_staging(destination: Path) -> None:
+    """Delete staging folders left beside `destination` by killed runs, so repeated kills leave no litter.
+
+    A folder is abandoned when the process named in it no longer exists; a live writer's is kept.
+    """
+    prefix = f".{destination.name}.tmp-"
+    for path in destination.parent.glob(glob.escape(prefix) + "*"):
+        pid = path.name[len(prefix):].split("-")[0]
+        if path.is_dir() and pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_json_atomic(path: str | Path, payload: object) -> None:

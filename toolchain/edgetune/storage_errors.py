@@ -23,8 +23,9 @@ STORAGE_ERRNOS = {
 # debug form ("Os { code: 28, ...") and torch's zip writer, which reports a short write as an
 # unexpected position (its reader never says this, so a corrupt file read is not mistaken for it).
 _MESSAGES = {os.strerror(number): number for number in STORAGE_ERRNOS}
-# A path the user gave (or one under it) that cannot be read or written as asked.
-PATH_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
+# A path the user gave (or one under it) that cannot be read or written as asked. EISDIR is left out:
+# the CLI refuses directories where files are due, so it comes from edgetune's own renames - a bug.
+PATH_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
 _RUST_IO_CODE = re.compile(r"Os \{ code: (\d+)")
 _TORCH_SHORT_WRITE = ("PytorchStreamWriter failed writing", "unexpected pos")
 
