@@ -16,9 +16,14 @@ from pathlib import Path
 import pandas
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import write_csv
 from edgetune.cli.main import cli
+from edgetune.data.config import DataConfig
+from edgetune.data.load import load_labelled_data
+from edgetune.errors import EdgetuneError
 
 GOOD_ROWS = [{"text": f"message number {i}", "category": ("card" if i % 2 else "cash")} for i in range(40)]
 ONE_MEGABYTE = 1_000_000
@@ -175,3 +180,42 @@ def test_bad_data_in_a_real_process_has_no_traceback(tmp_path, case):
     result = subprocess.run([sys.executable, "-m", "edgetune", *command], capture_output=True, text=True, timeout=300)
     assert_one_line_user_error(result.returncode, result.stderr, expected)
     assert not (tmp_path / "out").exists()
+
+
+# Property: whatever bytes or records a file holds, loading it either succeeds or raises one-line
+# EdgetuneError - never a pandas, JSON or Unicode exception that the CLI would show as a traceback.
+_PROPERTY = settings(max_examples=150, deadline=None, database=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_CELL = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+_DELIMITED = st.builds(
+    lambda header, rows, separator: (separator.join(header) + "\n"
+                                     + "\n".join(separator.join(row) for row in rows)).encode(),
+    st.sampled_from([["text", "label"], ["label", "text"], ["text"], ["a", "b"]]),
+    st.lists(st.lists(_CELL, max_size=4), max_size=8), st.sampled_from([",", "\t", ";", '"']))
+_VALUE = st.one_of(st.text(max_size=8), st.integers(-3, 3), st.floats(), st.none(), st.booleans(),
+                   st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
+_RECORDS = st.lists(st.one_of(st.dictionaries(st.sampled_from(["text", "label", "category", "x"]), _VALUE, max_size=3),
+                              _VALUE), max_size=8)
+
+
+def _load_or_user_error(path: Path) -> None:
+    try:
+        load_labelled_data(DataConfig(train=str(path)))
+    except EdgetuneError as error:
+        assert "\n" not in str(error) and str(path) in str(error)
+
+
+@_PROPERTY
+@given(content=st.one_of(st.binary(max_size=200), _DELIMITED), suffix=st.sampled_from([".csv", ".tsv"]))
+def test_property_any_delimited_file_loads_or_is_a_one_line_error(tmp_path, content, suffix):
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(content)
+    _load_or_user_error(path)
+
+
+@_PROPERTY
+@given(records=_RECORDS, as_array=st.booleans())
+def test_property_any_json_records_load_or_are_a_one_line_error(tmp_path, records, as_array):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(records) if as_array else "\n".join(json.dumps(record) for record in records))
+    _load_or_user_error(path)
