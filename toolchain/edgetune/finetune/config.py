@@ -80,6 +80,11 @@ class FinetuneConfig:
     """Record training loss (the curves) every N steps."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     """Adapter settings, used when method is `lora`."""
+    layers: tuple[int, ...] | None = None
+    """Keep only these encoder layers (0-based, e.g. 0,2,4), initialised from the model's own weights
+    (DistilBERT-style): a shallower, faster model. All layers when absent."""
+    num_layers: int | None = None
+    """Keep this many evenly spaced encoder layers (3 of 6 keeps 0,2,4); exclusive with `layers`."""
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:
@@ -102,5 +107,15 @@ class FinetuneConfig:
             raise ConfigError(f"eval_steps: {self.eval_steps} must be greater than zero")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience: {self.early_stopping_patience} must be at least 1")
+        if self.layers is not None and self.num_layers is not None:
+            raise ConfigError("layers and num_layers both given: pass one of them (explicit layers, or a count)")
+        if self.layers is not None:
+            if not self.layers or any(index < 0 for index in self.layers):
+                raise ConfigError(f"layers: {list(self.layers)} must be non-empty layer indices counted from 0")
+            if len(set(self.layers)) != len(self.layers):
+                raise ConfigError(f"layers: {list(self.layers)} names a layer twice")
+            self.layers = tuple(sorted(self.layers))
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"num_layers: {self.num_layers} must be at least 1")
         if self.max_length > 8192:
             raise ConfigError(f"max_length: {self.max_length} is larger than any supported encoder (8192)")

@@ -49,6 +49,48 @@ def work_directory_for(output_dir: Path) -> Path:
     return output_dir.parent / f".{output_dir.name}.work"
 
 
+class TrainingHooks:
+    """The points where a stage built on this training loop changes its inputs, loss and record.
+
+    The defaults are plain fine-tuning; distillation (`edgetune.distill.train`) overrides them, so
+    both share one loop: data checks, resume, best-checkpoint selection, metrics and the output contract.
+    """
+
+    stage = "finetune"
+
+    def run_record(self) -> dict:
+        """More settings that `--resume` must find unchanged."""
+        return {}
+
+    def check(self, data: LabelledData) -> None:
+        """Refuse user mistakes before any weight is loaded."""
+
+    def prepare_model(self, model):
+        """The model the trainer optimises (after loading, layer selection and LoRA)."""
+        return model
+
+    def training_set(self, data: LabelledData, tokenizer, label_ids: dict[str, int], max_length: int):
+        return _encode(tokenizer, data.train, label_ids, max_length)
+
+    def trainer_class(self):
+        from transformers import Trainer
+
+        return Trainer
+
+    def data_collator(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def model_to_save(self, model):
+        """The model written to the output (training-only parts removed)."""
+        return model
+
+    def manifest_entries(self, training: dict) -> dict:
+        """Extra top-level entries of the output's manifest (`training` is its training record)."""
+        return {}
+
+
 def finetune(
     data_config: DataConfig,
     config: FinetuneConfig,
@@ -64,6 +106,22 @@ def finetune(
     `resume` continues an interrupted run from its last checkpoint; `force` replaces an existing
     output (and discards an interrupted run's checkpoints). `extra_callbacks` are Trainer callbacks.
     """
+    return train_classifier(data_config, config, output_dir, TrainingHooks(), resume=resume, force=force,
+                            keep_checkpoints=keep_checkpoints, extra_callbacks=extra_callbacks)
+
+
+def train_classifier(
+    data_config: DataConfig,
+    config: FinetuneConfig,
+    output_dir: str | Path,
+    hooks: TrainingHooks,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    keep_checkpoints: bool = False,
+    extra_callbacks: Sequence[object] = (),
+) -> FinetuneResult:
+    """The training loop shared by fine-tuning and distillation; `hooks` says what differs."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
     work_dir = work_directory_for(output_dir)
@@ -73,9 +131,10 @@ def finetune(
 
     # Everything a user can get wrong is checked before the first weight is loaded.
     data = load_labelled_data(data_config)
+    hooks.check(data)
     model_ref = resolve_model(config.model)
     run_record = {"config": config_to_dict(config), "data": config_to_dict(data_config),
-                  "data_fingerprint": data.fingerprint()}
+                  "data_fingerprint": data.fingerprint(), **hooks.run_record()}
     resume_from = _prepare_work_directory(work_dir, run_record, resume=resume, force=force,
                                           is_main_process=is_main_process)
 
@@ -91,22 +150,28 @@ def finetune(
 
     label_ids = {name: index for index, name in enumerate(data.label_names)}
     model = _load_classifier(model_ref, data.label_names, tokenizer)
+    layers_kept = None
+    if config.layers is not None or config.num_layers is not None:
+        from edgetune.distill.student import keep_layers
+
+        layers_kept = keep_layers(model, config.layers, config.num_layers)
     if config.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if config.method == "lora":
         from edgetune.finetune.lora import add_lora_adapters
 
         model = add_lora_adapters(model, config.lora)
+    model = hooks.prepare_model(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if is_main_process:
         log.info("%s fine-tuning of %s (%s): %s of %s parameters trainable", config.method, config.model,
                  model_ref.source, f"{trainable:,}", f"{total:,}")
 
-    train_set = _encode(tokenizer, data.train, label_ids, max_length)
+    train_set = hooks.training_set(data, tokenizer, label_ids, max_length)
     validation_set = _encode(tokenizer, data.validation, label_ids, max_length)
     trainer = _build_trainer(config, model, tokenizer, train_set, validation_set, work_dir / "checkpoints",
-                             len(data.label_names), extra_callbacks)
+                             len(data.label_names), extra_callbacks, hooks)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # The trainer has loaded the best checkpoint (by validation metric); report on it.
@@ -122,9 +187,9 @@ def finetune(
                     "steps": trainer.state.global_step, "epochs_run": round(trainer.state.epoch or 0, 3),
                     "device": device, "processes": trainer.args.world_size,
                     "precision": _precision(config.precision)[0], "trainable_parameters": trainable,
-                    "max_length": max_length}
+                    "max_length": max_length, "layers_kept": layers_kept}
         _write_output(output_dir, trainer, tokenizer, config, data_config, data, model_ref, metrics,
-                      data_report, training, force)
+                      data_report, training, force, hooks)
         if not keep_checkpoints:
             shutil.rmtree(work_dir, ignore_errors=True)
         _log_summary(metrics, output_dir, wall_time_s)
@@ -143,7 +208,7 @@ def _prepare_work_directory(work_dir: Path, run_record: dict, *, resume: bool, f
         if last is None:
             raise EdgetuneError(f"nothing to resume: no checkpoint in {checkpoints}; run without --resume")
         recorded = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        for key in ("config", "data", "data_fingerprint"):
+        for key in run_record:
             if recorded.get(key) != run_record[key]:
                 changed = _first_difference(recorded.get(key), run_record[key], key)
                 raise ConfigError(
@@ -232,9 +297,9 @@ def _precision(requested: str) -> tuple[str, dict]:
 
 
 def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validation_set, checkpoint_dir: Path,
-                   num_labels: int, extra_callbacks: Sequence[object]):
+                   num_labels: int, extra_callbacks: Sequence[object], hooks: TrainingHooks):
     import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from edgetune.finetune.metrics import summary_metrics
@@ -273,6 +338,8 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         dataloader_num_workers=0,  # tokenised tensors are in memory; workers would only add start-up time
         dataloader_pin_memory=not use_cpu,
         report_to=[],
+        # Extra columns (the teacher's row index in distillation) reach the collator instead of being dropped.
+        remove_unused_columns=False,
         **precision_flags,
     )
 
@@ -283,12 +350,12 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
     callbacks = [LiveProgressCallback(config.metric), *extra_callbacks]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = Trainer(
+    trainer = hooks.trainer_class()(
         model=model,
         args=arguments,
         train_dataset=train_set,
         eval_dataset=validation_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=hooks.data_collator(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
@@ -316,18 +383,18 @@ def _best_step(checkpoint: str | None) -> int | None:
 
 def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, data_config: DataConfig,
                   data: LabelledData, model_ref: ResolvedModel, metrics: dict, data_report: dict, training: dict,
-                  force: bool) -> None:
+                  force: bool, hooks: TrainingHooks) -> None:
     from edgetune.finetune.curves import write_curves
     from edgetune.finetune.lora import merge_lora_adapters
 
     with atomic_directory(output_dir, overwrite=force) as staging:
-        model = merge_lora_adapters(trainer.model)
+        model = hooks.model_to_save(merge_lora_adapters(trainer.model))
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         write_json_atomic(staging / "metrics.json", metrics)
         write_json_atomic(staging / "data_report.json", data_report)
         write_curves(trainer.state.log_history, staging, config.metric)
-        write_stage_manifest(staging, "finetune", "text-classification", {
+        write_stage_manifest(staging, hooks.stage, "text-classification", {
             "base_model": {"name": model_ref.name, "source": model_ref.source, "path": str(model_ref.path),
                            "weights_sha256": model_ref.weights_sha256},
             # The data config lets later stages (export parity, quantisation calibration and evaluation)
@@ -338,6 +405,7 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
             "config": config_to_dict(config),
             "training": training,
             "metrics": {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for split, m in metrics.items()},
+            **hooks.manifest_entries(training),
         })
 
 

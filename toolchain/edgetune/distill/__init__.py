@@ -1,0 +1,1 @@
+"""Knowledge distillation: a fine-tuned teacher into a smaller student (`edgetune distill`)."""
