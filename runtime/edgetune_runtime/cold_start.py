@@ -44,12 +44,20 @@ def cpu_seconds() -> float | None:
 def peak_rss_mb() -> float | None:
     """This process's peak resident memory in MiB; None where the OS does not say (Windows)."""
     try:
+        # Linux: the high-water mark of this process's own memory. getrusage's ru_maxrss would also count
+        # the parent's pages at fork, so a child of a big benchmark would report the benchmark's size.
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # macOS reports bytes, Linux KiB
 
 
 if __name__ == "__main__":
