@@ -364,3 +364,21 @@ def test_nothing_on_the_runtime_path_unpickles():
                     if keyword.arg == "allow_pickle":
                         pytest.fail(f"{path.name}:{node.lineno}: allow_pickle passed to {dotted}")
         assert "allow_pickle" not in text and "torch.load" not in text, path.name
+
+
+@pytest.mark.parametrize(("golden", "fragment"), [
+    ("{not json", "golden examples are malformed (JSONDecodeError"),
+    ('[{"text": "hi", "label": "no_such_label", "probability": 0.5}]', "golden examples are malformed (ValueError"),
+    ('[{"text": 7, "label": "LABEL", "probability": 0.5}]', "a golden text is not a string"),
+    ('[["hi", "LABEL"]]', "golden examples are malformed (TypeError"),
+], ids=["not-json", "unknown-label", "text-not-a-string", "list-not-object"])
+def test_resealed_malformed_golden_examples_are_one_line_on_verify(bundle_dir, tmp_path, golden, fragment):
+    """A re-sealed bundle passes its hashes; `verify` must still refuse a golden file it cannot read."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    label = _manifest(copy)["postprocessing"]["labels"][0]
+    (copy / "golden.json").write_text(golden.replace("LABEL", label))
+    _reseal_with_file(copy, "golden.json")
+    result = CliRunner().invoke(runtime_cli, ["verify", str(copy)])
+    assert isinstance(result.exception, SystemExit), result.exception
+    _assert_refused(result.exit_code, result.stderr, ["golden.json:", fragment])

@@ -150,16 +150,26 @@ class Bundle:
         golden_name = self.manifest.get("golden")
         if not golden_name:
             raise BundleError(f"{self.directory}: the bundle ships no golden examples")
-        examples = json.loads((self.directory / golden_name).read_text(encoding="utf-8"))
-        tolerance = float(self.manifest.get("golden_tolerance", 0.02))
-        probabilities = self.predict_proba([example["text"] for example in examples])
+        path = self.directory / golden_name
+        try:  # hashed with the bundle, but a re-sealed bundle can still carry a malformed file
+            examples = json.loads(path.read_text(encoding="utf-8"))
+            texts = [example["text"] for example in examples]
+            expected_ids = [self.labels.index(example["label"]) for example in examples]
+            expected_probabilities = [float(example["probability"]) for example in examples]
+            margins = [float(example.get("margin", 1.0)) for example in examples]
+            tolerance = float(self.manifest.get("golden_tolerance", 0.02))
+            if not all(isinstance(text, str) for text in texts):
+                raise TypeError("a golden text is not a string")
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise BundleError(f"{path}: the golden examples are malformed ({type(error).__name__}: {error})") from None
+        probabilities = self.predict_proba(texts)
         mismatches = []
-        for example, row in zip(examples, probabilities, strict=True):
+        for example, row, expected, expected_probability, margin in zip(
+                examples, probabilities, expected_ids, expected_probabilities, margins, strict=True):
             top = int(row.argmax())
-            expected = self.labels.index(example["label"])
-            drift = abs(float(row[expected]) - example["probability"])
+            drift = abs(float(row[expected]) - expected_probability)
             # Kernels differ across CPUs (int8 VNNI vs AVX2); a near-tie may legitimately flip.
-            near_tie = example.get("margin", 1.0) <= tolerance
+            near_tie = margin <= tolerance
             if (top != expected and not near_tie) or drift > tolerance:
                 mismatches.append({"text": example["text"], "expected": example["label"],
                                    "expected_probability": example["probability"], "got": self.labels[top],
