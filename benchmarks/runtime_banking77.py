@@ -67,7 +67,7 @@ def _works(python: Path, bundle: Path) -> bool:
 
 
 def _trim(site_packages: Path) -> list[str]:
-    """Remove what an app never runs: test suites, and onnxruntime's Python tooling for model conversion."""
+    """Remove what an app never runs: test suites, onnxruntime's model-conversion tooling, its C API library."""
     removed = []
     candidates = [*site_packages.glob("numpy/**/tests"), *site_packages.glob("numpy/f2py"),
                   *site_packages.glob("numpy/distutils"), *site_packages.glob("numpy/_pyinstaller"),
@@ -83,8 +83,8 @@ def _trim(site_packages: Path) -> list[str]:
         elif path.is_file():
             path.unlink()
             removed.append(str(path.relative_to(site_packages)))
-    for cache in site_packages.rglob("__pycache__"):
-        shutil.rmtree(cache, ignore_errors=True)
+    # Compiled bytecode stays: without it every start recompiles numpy and onnxruntime's Python (and
+    # with PYTHONDONTWRITEBYTECODE, as on this machine, never caches the result).
     return sorted(removed)
 
 
