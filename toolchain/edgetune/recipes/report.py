@@ -243,8 +243,13 @@ def _write_plot(rows: list[ReportRow], path: Path, title: str, split: str) -> No
     axes.set_ylabel(f"{split} accuracy (%)")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    # Below the axes, so it never hides a point.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
     axes.margins(x=0.25, y=0.15)
+    low, high = axes.get_ylim()
+    if high - low < 2.0:  # at least two accuracy points tall, so a 0.1-point gap does not look like a cliff
+        middle = (low + high) / 2
+        axes.set_ylim(middle - 1.0, middle + 1.0)
     figure.tight_layout()
     staging = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(staging)
