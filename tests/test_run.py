@@ -100,14 +100,14 @@ def test_a_second_run_does_no_work(first_run, tiny_recipe):
 
 def test_a_changed_setting_reruns_that_stage_and_what_follows(first_run, tiny_recipe, tmp_path):
     run_dir = tmp_path / "tiny"
-    shutil.copytree(first_run.run_dir, run_dir)
+    shutil.copytree(first_run.run_dir, run_dir, symlinks=True)
     changed = run_recipe(load_recipe(tiny_recipe, ["stages.bundle.golden_examples=3"]), run_dir)
     assert [r.status for r in changed.stages] == ["cached", "cached", "cached", "ran", "ran"]
 
 
 def test_stopped_between_stages_resumes_at_the_next_one(first_run, tiny_recipe, tmp_path):
     run_dir = tmp_path / "tiny"
-    shutil.copytree(first_run.run_dir, run_dir)
+    shutil.copytree(first_run.run_dir, run_dir, symlinks=True)
     for name in ("quantize", "bundle", "bench"):  # as if the run had stopped after export
         shutil.rmtree(_stage_dirs(run_dir)[name])
     for report in ("report.md", "report.html", "pareto.png"):
@@ -125,7 +125,7 @@ def test_stopped_between_stages_resumes_at_the_next_one(first_run, tiny_recipe, 
 def test_killed_mid_stage_leaves_nothing_and_resumes_there(first_run, tiny_recipe, tmp_path):
     """SIGKILL while the export stage is writing; the re-run starts again at export, keeps the fine-tune."""
     run_dir = tmp_path / "tiny"
-    shutil.copytree(first_run.run_dir, run_dir)
+    shutil.copytree(first_run.run_dir, run_dir, symlinks=True)
     finetune_dir = _stage_dirs(run_dir)["finetune"]
     for name in ("export", "quantize", "bundle", "bench"):
         shutil.rmtree(_stage_dirs(run_dir)[name])

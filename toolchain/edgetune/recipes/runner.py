@@ -162,6 +162,8 @@ def _link_latest(run_dir: Path, name: str, output_dir: Path) -> None:
         staging = latest / f".{link.name}.tmp"
         staging.unlink(missing_ok=True)
         staging.symlink_to(Path("..") / "stages" / target.name)
+        if link.is_dir() and not link.is_symlink():  # a copy of the run dir that followed the links
+            shutil.rmtree(link)
         staging.replace(link)  # atomic: the link always points at a finished output
 
 
