@@ -126,11 +126,11 @@ def _weights_mb(model_dir: Path) -> float:
 
 
 def _mark_front(rows: list[ReportRow]) -> None:
-    """A row is on the front when no other row is at least as accurate and at least as fast, and better in one."""
-    for row in rows:
-        row.on_front = not any(
-            other is not row and other.accuracy >= row.accuracy and other.p50_ms <= row.p50_ms
-            and (other.accuracy > row.accuracy or other.p50_ms < row.p50_ms) for other in rows)
+    from edgetune.report.pareto import pareto_front
+
+    front = set(pareto_front([(row.accuracy, row.p50_ms) for row in rows]))
+    for index, row in enumerate(rows):
+        row.on_front = index in front
 
 
 def _quantize_variants(recipe: Recipe, outputs: dict[str, Path]) -> list[dict]:
@@ -218,6 +218,8 @@ def _html(title: str, rows: list[ReportRow], variants: list[dict], context: dict
 
 
 def _write_plot(rows: list[ReportRow], path: Path, title: str, split: str) -> None:
+    # Not edgetune.report.plot.write_pareto_plot: a run's plot sizes markers by MB and sets the PyTorch
+    # baselines apart, which that cross-device plot (colour by device) does not.
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on servers and CI
