@@ -71,40 +71,40 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportCon
         if not raw_parity.passed:
             raise ParityError(f"export refused: ONNX output differs from PyTorch on {raw_parity.describe()}")
         raw_ops = op_counts(raw_path)
-        final_parity, fusions, optimized, pruned = raw_parity, {}, False, None
+        final_parity, fusions, optimized, pruned = raw_parity, {}, False, False
         if config.optimize:
             fused_path = staging / "model.fused.onnx"
             fusions = optimize_transformer_graph(raw_path, fused_path, model.config.model_type,
                                                  getattr(model.config, "num_attention_heads", 0),
                                                  getattr(model.config, "hidden_size", 0))
             log.info("fusions applied: %s", ", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none")
-            candidates = [("optimised", fused_path)]
+            candidates = [("optimised", fused_path, False)]
             if config.prune_to_first_token:
                 pruned_path = staging / "model.pruned.onnx"
                 skipped = prune_to_first_token(fused_path, pruned_path)
                 if skipped:
                     log.info("last layer not pruned to the first token: %s", skipped)
                 else:
-                    candidates.insert(0, ("optimised and pruned to the first token", pruned_path))
-            for description, candidate in candidates:
+                    candidates.insert(0, ("optimised and pruned to the first token", pruned_path, True))
+            for description, candidate, candidate_pruned in candidates:
                 parity = compare_logits(reference, onnx_logits(candidate, batches, tuning=FAST_SESSION_TUNING),
                                         config.max_abs_diff)
                 log.info("parity of the %s graph: %s", description, parity.describe())
                 if parity.passed:
-                    pruned = candidate.name == "model.pruned.onnx"
+                    pruned = candidate_pruned
                     candidate.replace(raw_path)
                     final_parity, optimized = parity, True
                     break
                 log.warning("%s graph rejected by the parity gate", description)
-            for _, candidate in candidates:
+            for _, candidate, _ in candidates:
                 candidate.unlink(missing_ok=True)
             if not optimized:
                 log.warning("keeping the unfused graph")
         final_ops = op_counts(raw_path)
         log.info("nodes: %d exported, %d final", sum(raw_ops.values()), sum(final_ops.values()))
         _write_manifest(staging, model_dir, source_manifest, config, max_length, final_parity, fusions,
-                        raw_ops, final_ops, optimized, bool(pruned))
-    return ExportResult(output_dir, final_parity, fusions, final_ops, optimized, bool(pruned))
+                        raw_ops, final_ops, optimized, pruned)
+    return ExportResult(output_dir, final_parity, fusions, final_ops, optimized, pruned)
 
 
 def _optimum_export(model_dir: Path, staging: Path, opset: int) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy
 
 from edgetune.finetune.metrics import classification_report
-from edgetune.onnx_session import predict_logits, session_for
+from edgetune.onnx_session import predict_logits
 
 _WARMUP_CALLS = 10  # first calls allocate buffers and pick kernels; they are not what a user sees
 
@@ -56,13 +56,12 @@ def interleaved_batch1_latency_ms(sessions: dict[str, object], single_batches: l
             for name, values in timings.items()}
 
 
-def evaluate_variant(name: str, description: str, path: Path, eval_batches, eval_label_ids: numpy.ndarray,
-                     label_names: list[str], threads: int, excluded: list[str],
-                     tuning: dict | None = None) -> VariantEvaluation:
-    """Accuracy, macro-F1, per-class F1, size and node count; latency is timed later, interleaved."""
+def evaluate_variant(name: str, description: str, path: Path, session, eval_batches, eval_label_ids: numpy.ndarray,
+                     label_names: list[str], excluded: list[str]) -> VariantEvaluation:
+    """Accuracy, macro-F1, per-class F1, size and node count of the graph at `path`, run by `session`;
+    latency is timed later, side by side with the other variants, on the same session."""
     import onnx
 
-    session = session_for(path, threads, tuning)
     report = classification_report(predict_logits(session, eval_batches), eval_label_ids, label_names)
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
     return VariantEvaluation(

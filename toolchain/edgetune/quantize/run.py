@@ -62,11 +62,16 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
     latency_batches = encode_batches(tokenizer, texts[: config.latency_texts], 1, max_length)
     calibration_batches = _fixed_length_batches(tokenizer, calibration_texts, max_length)
 
+    # One session per variant, made once: it scores accuracy now and is timed side by side later.
+    sessions: dict[str, object] = {}
+
     def evaluate(spec: VariantSpec, path: Path) -> VariantEvaluation:
+        from edgetune.onnx_session import session_for
         from edgetune.quantize.evaluate import evaluate_variant
 
-        return evaluate_variant(spec.name, spec.description, path, eval_batches, eval_ids, label_names,
-                                config.threads, list(spec.nodes_to_exclude), tuning)
+        sessions[spec.name] = session_for(path, config.threads, tuning)
+        return evaluate_variant(spec.name, spec.description, path, sessions[spec.name], eval_batches, eval_ids,
+                                label_names, list(spec.nodes_to_exclude))
 
     with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as scratch:
         scratch_dir = Path(scratch)
@@ -87,7 +92,7 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         if config.auto:
             _rescue_with_exclusions(built, reference, config, export_dir / MODEL_FILE, scratch_dir,
                                     calibration_batches, evaluate)
-        _time_side_by_side(built, latency_batches, config.threads, tuning)
+        _time_side_by_side(built, {name: sessions[name] for name in built}, latency_batches, config.threads)
         rows = {name: _row(evaluation, reference, config) for name, (_, _, evaluation) in built.items()}
         chosen = _choose(rows, config)
         log.info("\n%s", format_quantize_table(rows, chosen))
@@ -122,13 +127,11 @@ def _build_and_evaluate(spec, fp32_path, scratch_dir, calibration_batches, evalu
         return f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
 
 
-def _time_side_by_side(built: dict, latency_batches, threads: int, tuning: dict) -> None:
-    from edgetune.onnx_session import session_for
+def _time_side_by_side(built: dict, sessions: dict, latency_batches, threads: int) -> None:
     from edgetune.quantize.evaluate import interleaved_batch1_latency_ms
 
     log.info("timing %d variants side by side on %d texts, batch 1, %s thread(s)", len(built), len(latency_batches),
              threads or "all")
-    sessions = {name: session_for(path, threads, tuning) for name, (_, path, _) in built.items()}
     for name, (p50, p90) in interleaved_batch1_latency_ms(sessions, latency_batches).items():
         evaluation = built[name][2]
         evaluation.p50_ms, evaluation.p90_ms = round(p50, 3), round(p90, 3)
