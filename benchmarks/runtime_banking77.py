@@ -5,8 +5,9 @@
    Batch 1 times `bundle.predict([text])` interleaved with raw `session.run` on the same
    pre-tokenised input, on the same session: the difference is the runtime's own overhead.
 2. Runtime-only virtual environments, built here from the wheel: as pip installs it, minimal
-   (only the runtime's four dependencies, no pip), and trimmed (minus test suites, onnxruntime's
-   conversion tooling and its C API library) - each one's size on disk and whether `verify` and
+   (only the runtime's four dependencies, no pip), and trimmed (the README's device install: minimal,
+   then `edgetune-runtime trim-env`, which removes test suites, onnxruntime's conversion tooling and
+   its C API library) - each one's size on disk and whether `verify` and
    `predict` still work in it; then cold start in the trimmed one (what a device ships), taking
    turns with the development environment.
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from edgetune_runtime.trim_env import disk_mb  # noqa: E402
 from environment import cpu_times, run_context, steal_fraction  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,16 +39,6 @@ RESULTS = REPO / "benchmarks" / "results"
 BANKING77_TEST = REPO.parent / "shared" / "data" / "banking77" / "test.csv"
 RUNTIME_DEPENDENCIES = ("onnxruntime", "numpy", "tokenizers", "click")
 TARGETS = {"overhead_fraction_max": 0.10, "cold_start_s_max": 0.5, "venv_mb_max": 100, "p50_vs_raw_ort_max": 1.05}
-
-
-def _disk_mb(path: Path) -> float:
-    """Space the files under `path` take on disk (like `du`), links not followed."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            status = os.lstat(Path(root) / name)
-            total += status.st_blocks * 512
-    return round(total / 2**20, 1)
 
 
 def _run(command: list, **kwargs) -> subprocess.CompletedProcess:
@@ -64,28 +56,6 @@ def _works(python: Path, bundle: Path) -> bool:
                                text=True)
     no_torch = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
     return verified.returncode == 0 and predicted.returncode == 0 and no_torch.returncode != 0
-
-
-def _trim(site_packages: Path) -> list[str]:
-    """Remove what an app never runs: test suites, onnxruntime's model-conversion tooling, its C API library."""
-    removed = []
-    candidates = [*site_packages.glob("numpy/**/tests"), *site_packages.glob("numpy/f2py"),
-                  *site_packages.glob("numpy/distutils"), *site_packages.glob("numpy/_pyinstaller"),
-                  *(site_packages / "onnxruntime" / name for name in ("quantization", "transformers", "tools",
-                                                                      "datasets", "backend")),
-                  # The C API library, for C/C++ callers: the Python module links ONNX Runtime in itself
-                  # (its ELF NEEDED list names only libc, libstdc++ and friends).
-                  *site_packages.glob("onnxruntime/capi/libonnxruntime.so*")]
-    for path in candidates:
-        if path.is_dir():
-            shutil.rmtree(path)
-            removed.append(str(path.relative_to(site_packages)))
-        elif path.is_file():
-            path.unlink()
-            removed.append(str(path.relative_to(site_packages)))
-    # Compiled bytecode stays: without it every start recompiles numpy and onnxruntime's Python (and
-    # with PYTHONDONTWRITEBYTECODE, as on this machine, never caches the result).
-    return sorted(removed)
 
 
 def _venvs(work: Path, bundle: Path) -> dict:
@@ -107,7 +77,7 @@ def _venvs(work: Path, bundle: Path) -> dict:
     _run([sys.executable, "-m", "venv", full])
     _run([full / "bin" / "python", "-m", "pip", "install", "-q", "-c", work / "constraints.txt", wheel])
     freeze = _run([full / "bin" / "python", "-m", "pip", "freeze"]).stdout.split()
-    results["pip_install"] = {"mb": _disk_mb(full), "works": _works(full / "bin" / "python", bundle),
+    results["pip_install"] = {"mb": disk_mb(full), "works": _works(full / "bin" / "python", bundle),
                               "packages": freeze}
 
     # Minimal: no pip in the environment, only the four packages the runtime imports.
@@ -115,16 +85,22 @@ def _venvs(work: Path, bundle: Path) -> dict:
     _run([sys.executable, "-m", "venv", "--without-pip", minimal])
     _run([sys.executable, "-m", "pip", "--python", minimal / "bin" / "python", "install", "-q", "--no-deps", *pins,
           wheel])
-    results["minimal"] = {"mb": _disk_mb(minimal), "works": _works(minimal / "bin" / "python", bundle),
+    results["minimal"] = {"mb": disk_mb(minimal), "works": _works(minimal / "bin" / "python", bundle),
                           "packages": [*pins, wheel.name]}
 
+    # The README's device install: the minimal environment, then `edgetune-runtime trim-env` in it.
     trimmed = work / "trimmed"
-    shutil.copytree(minimal, trimmed, symlinks=True)
+    _run([sys.executable, "-m", "venv", "--without-pip", trimmed])
+    _run([sys.executable, "-m", "pip", "--python", trimmed / "bin" / "python", "install", "-q", "--no-deps", *pins,
+          wheel])
+    trim_command = [trimmed / "bin" / "edgetune-runtime", "trim-env", "--check-bundle", bundle]
+    trim_output = _run(trim_command).stdout.splitlines()
     site_packages = next(trimmed.glob("lib/python*/site-packages"))
-    removed = _trim(site_packages)
-    results["trimmed"] = {"mb": _disk_mb(trimmed), "works": _works(trimmed / "bin" / "python", bundle),
-                          "removed": removed}
-    largest = sorted(((_disk_mb(path), path.name) for path in site_packages.iterdir() if path.is_dir()),
+    results["trimmed"] = {"mb": disk_mb(trimmed), "works": _works(trimmed / "bin" / "python", bundle),
+                          "command": "edgetune-runtime trim-env --check-bundle BUNDLE",
+                          "removed": [line.removeprefix("removed ") for line in trim_output
+                                      if line.startswith("removed ")]}
+    largest = sorted(((disk_mb(path), path.name) for path in site_packages.iterdir() if path.is_dir()),
                      reverse=True)[:6]
     results["trimmed"]["largest_packages_mb"] = {name: size for size, name in largest}
     return results

@@ -17,9 +17,12 @@ import numpy
 
 from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.features import FeatureBuilder
-from edgetune_runtime.hashing import sha256_file
+from edgetune_runtime.hashing import BackgroundSha256, sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, validate_manifest
 from edgetune_runtime.session import create_session
+
+# Models up to this size are read into memory once and hashed while the session is built from the bytes.
+_HASH_WHILE_LOADING_MAX_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Bundle:
     """A verified bundle, ready to predict. Use `Bundle.load(path)`."""
 
     def __init__(self, directory: Path, manifest: dict, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
-                 providers: Sequence[str] | None = None, session_options=None, keepalive: object = None) -> None:
+                 providers: Sequence[str] | None = None, session_options=None, keepalive: object = None,
+                 model_bytes: bytes | None = None) -> None:
         self.directory = directory
         self.manifest = manifest
         self._keepalive = keepalive  # the temporary folder of an extracted zip lives as long as we do
@@ -58,7 +62,8 @@ class Bundle:
             raise BundleError(f"{where}: the manifest needs at least one label and a max_length of at least 1")
         model_path = directory / manifest["model"]
         try:
-            self.session = create_session(model_path, intra_op_threads=intra_op_threads,
+            self.session = create_session(model_bytes if model_bytes is not None else model_path,
+                                          intra_op_threads=intra_op_threads,
                                           inter_op_threads=inter_op_threads, providers=providers,
                                           session_options=session_options, tuning=manifest.get("session"))
         except Exception as error:
@@ -99,9 +104,30 @@ class Bundle:
             directory = path
         else:
             raise BundleError(f"{path}: no such bundle (expected a directory or a .zip)")
-        manifest = verify_files(directory)
-        return cls(directory, manifest, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-                   providers=providers, session_options=session_options, keepalive=keepalive)
+        manifest = verify_files(directory, defer_model=True)
+        # The model is the one large file: it is read once, and its sha256 is computed on another thread
+        # while ONNX Runtime builds the session from those same bytes, so the bytes that run are the bytes
+        # checked (no window to swap the file between check and load) and cold start does not wait for
+        # the hash (~0.1 s for 23 MB on a CPU without SHA instructions). A model too large to hold twice
+        # in memory is hashed from disk first instead.
+        model_name = manifest["model"]
+        model_path = directory / model_name
+        model_bytes = None
+        if model_path.stat().st_size <= _HASH_WHILE_LOADING_MAX_BYTES:
+            model_bytes = model_path.read_bytes()
+            digest = BackgroundSha256(model_bytes)
+        else:
+            digest = None
+            _check_sha256(directory, model_name, sha256_file(model_path), manifest)
+        try:
+            bundle = cls(directory, manifest, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
+                         providers=providers, session_options=session_options, keepalive=keepalive,
+                         model_bytes=model_bytes)
+        finally:
+            # Whatever happened while loading, a changed model is reported as such, not as what it broke.
+            if digest is not None:
+                _check_sha256(directory, model_name, digest.hexdigest(), manifest)
+        return bundle
 
     def encode(self, texts: Sequence[str]) -> dict[str, numpy.ndarray]:
         """Tokenise a batch, padded to its longest text; int64 arrays by graph input name."""
@@ -177,8 +203,12 @@ class Bundle:
         return GoldenCheck(len(examples), mismatches)
 
 
-def verify_files(directory: Path) -> dict:
-    """Validate the manifest and the sha256 of every file it lists; refuse unlisted links."""
+def verify_files(directory: Path, defer_model: bool = False) -> dict:
+    """Validate the manifest and the sha256 of every file it lists; refuse unlisted links.
+
+    With `defer_model` the model file's content hash is left to the caller (`Bundle.load` hashes
+    the model while it loads it); the model is still checked to exist and to stay inside.
+    """
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleError(f"{directory}: no {MANIFEST_FILE}; not an edgetune bundle")
@@ -188,15 +218,20 @@ def verify_files(directory: Path) -> dict:
         raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
     validate_manifest(manifest, str(manifest_path))
     root = directory.resolve()
-    for name, expected in manifest["files"].items():
+    for name in manifest["files"]:
         path = directory / name
         if path.is_symlink() or not path.resolve().is_relative_to(root):
             raise BundleError(f"{directory}: {name} is a link or points outside the bundle; refusing it")
         if not path.is_file():
             raise BundleError(f"{directory}: {name} is listed in the manifest but missing")
-        if sha256_file(path) != expected:
-            raise BundleError(f"{directory}: {name} does not match its sha256 in the manifest (changed or corrupt)")
+        if not (defer_model and name == manifest["model"]):
+            _check_sha256(directory, name, sha256_file(path), manifest)
     return manifest
+
+
+def _check_sha256(directory: Path, name: str, actual: str, manifest: dict) -> None:
+    if actual != manifest["files"][name]:
+        raise BundleError(f"{directory}: {name} does not match its sha256 in the manifest (changed or corrupt)")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -178,5 +178,30 @@ def device() -> None:
     click.echo(json.dumps(info, indent=2))
 
 
+@main.command("trim-env")
+@click.option("--check-bundle", type=click.Path(exists=True), default=None,
+              help="After trimming, also verify this bundle's golden examples before deleting anything.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed and the space it takes; change nothing.")
+def trim_env(check_bundle: str | None, dry_run: bool) -> None:
+    """Shrink THIS environment to what an app runs (for device images).
+
+    Removes numpy's tests and build tools, onnxruntime's quantisation/conversion tooling and its C API
+    library (about a third of a runtime-only environment), after checking in a fresh interpreter that
+    the runtime still works; if it does not, everything is put back. Refuses an environment holding the
+    edgetune toolchain or anything else that depends on onnxruntime. Run the environment's own
+    `edgetune-runtime`, e.g. `/opt/app/venv/bin/edgetune-runtime trim-env`.
+    """
+    from pathlib import Path
+
+    from edgetune_runtime.trim_env import trim_environment
+
+    report = trim_environment(check_bundle=Path(check_bundle) if check_bundle else None, dry_run=dry_run)
+    for path in report.removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    verb = "would take" if dry_run else "takes"
+    click.echo(f"{report.site_packages}: environment {report.mb_before} MB, {verb} {report.mb_after} MB "
+               f"({report.removed_mb} MB of tooling {'to remove' if dry_run else 'removed'})")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,168 @@
+"""Trim a runtime-only Python environment to what an app runs, for devices where every MB counts.
+
+`pip install edgetune-runtime` brings numpy's test suites and build tools, onnxruntime's model
+conversion tooling (quantisation, the transformer optimiser) and its C API library for C/C++ callers:
+about a third of the environment, none of it loaded by a Python app that runs bundles. `trim_environment`
+moves those paths aside, checks in a fresh interpreter that numpy, onnxruntime and tokenizers still
+import (and, given a bundle, that it verifies), then deletes them, or puts everything back if the
+check fails. It refuses an environment where another package depends on onnxruntime: the toolchain
+(`edgetune quantize`) and optimum use exactly the tooling this removes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgetune_runtime.errors import InputError
+
+# Paths under site-packages that a Python app running bundles never imports, with the reason.
+TRIMMABLE = (
+    ("numpy/**/tests", "numpy's test suites"),
+    ("numpy/f2py", "numpy's Fortran wrapper generator"),
+    ("numpy/distutils", "numpy's build tooling"),
+    ("numpy/_pyinstaller", "numpy's PyInstaller hooks"),
+    ("onnxruntime/quantization", "onnxruntime's quantisation tooling (the toolchain's job)"),
+    ("onnxruntime/transformers", "onnxruntime's transformer graph optimiser (the toolchain's job)"),
+    ("onnxruntime/tools", "onnxruntime's model conversion tools"),
+    ("onnxruntime/datasets", "onnxruntime's sample models"),
+    ("onnxruntime/backend", "onnxruntime's ONNX backend-test adapter"),
+    # The C API library serves C/C++ callers; the Python module links ONNX Runtime in itself. The
+    # post-trim import check proves it on each platform, and restores the file if that is not so.
+    ("onnxruntime/capi/libonnxruntime.so*", "onnxruntime's C API library (unused from Python)"),
+    ("onnxruntime/capi/libonnxruntime.*dylib", "onnxruntime's C API library (unused from Python)"),
+)
+# Console scripts of the removed tooling, in the environment's bin/ (Scripts\\ on Windows).
+TRIMMABLE_SCRIPTS = ("f2py", "numpy-config", "onnxruntime_test")
+# Distributions allowed to depend on onnxruntime in an environment that is trimmed.
+RUNTIME_DISTRIBUTIONS = {"edgetune-runtime", "onnxruntime"}
+
+
+@dataclass
+class TrimReport:
+    site_packages: str
+    mb_before: float
+    mb_after: float
+    removed: list[str] = field(default_factory=list)
+    removed_mb: float = 0.0
+    dry_run: bool = False
+
+
+def trim_environment(prefix: Path | None = None, *, check_bundle: Path | None = None,
+                     dry_run: bool = False) -> TrimReport:
+    """Remove what an app never runs from the environment at `prefix` (default: this one)."""
+    prefix = Path(prefix or sys.prefix)
+    site_packages = _site_packages(prefix)
+    _refuse_shared_environment(site_packages)
+    paths = _trimmable_paths(site_packages, prefix)
+    report = TrimReport(str(site_packages), disk_mb(prefix), disk_mb(prefix), dry_run=dry_run,
+                        removed=[_relative(path, prefix) for path in paths],
+                        removed_mb=round(sum(disk_mb(path) for path in paths), 1))
+    if dry_run or not paths:
+        report.mb_after = round(report.mb_before - report.removed_mb, 1) if dry_run else report.mb_before
+        return report
+    # Move aside on the same filesystem (a rename), check, then delete or put back: a failed check
+    # or an interruption loses nothing.
+    with tempfile.TemporaryDirectory(prefix=".edgetune-trim-", dir=prefix) as aside:
+        moved = []
+        try:
+            for index, path in enumerate(paths):
+                target = Path(aside) / str(index)
+                os.rename(path, target)
+                moved.append((path, target))
+            problem = _check(prefix, check_bundle)
+        except BaseException:
+            _put_back(moved)
+            raise
+        if problem:
+            _put_back(moved)
+            raise InputError(f"{prefix}: after trimming, {problem}; nothing was removed")
+    report.mb_after = disk_mb(prefix)
+    return report
+
+
+def disk_mb(path: Path) -> float:
+    """Space the files under `path` take on disk (like `du`), links not followed."""
+    if not path.is_dir():
+        return round(os.lstat(path).st_blocks * 512 / 2**20, 1) if path.exists() else 0.0
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            total += os.lstat(Path(root) / name).st_blocks * 512
+    return round(total / 2**20, 1)
+
+
+def _site_packages(prefix: Path) -> Path:
+    scheme_vars = {"base": str(prefix), "platbase": str(prefix)}
+    candidates = {Path(sysconfig.get_paths(vars=scheme_vars)[key]) for key in ("purelib", "platlib")}
+    with_onnxruntime = [path for path in candidates if (path / "onnxruntime").is_dir()]
+    if not with_onnxruntime:
+        raise InputError(f"{prefix}: no onnxruntime in this environment's site-packages; trim-env trims the "
+                         "environment it runs in (run that environment's own edgetune-runtime)")
+    return with_onnxruntime[0]
+
+
+def _refuse_shared_environment(site_packages: Path) -> None:
+    for distribution in importlib.metadata.distributions(path=[str(site_packages)]):
+        name = _normalise(distribution.metadata["Name"] or "")
+        requirements = {_normalise(re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0])
+                        for requirement in distribution.requires or []}
+        if name not in RUNTIME_DISTRIBUTIONS and any(req.startswith("onnxruntime") for req in requirements):
+            raise InputError(f"{site_packages}: {distribution.metadata['Name']} is installed here and depends on "
+                             "onnxruntime, whose tooling trim-env removes; trim only an environment that just "
+                             "runs bundles (python -m venv, then pip install edgetune-runtime)")
+
+
+def _trimmable_paths(site_packages: Path, prefix: Path) -> list[Path]:
+    found: dict[Path, None] = {}
+    for pattern, _ in TRIMMABLE:
+        for path in sorted(site_packages.glob(pattern)):
+            if not any(parent in found for parent in path.parents):
+                found[path] = None
+    scripts = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["scripts"])
+    for name in TRIMMABLE_SCRIPTS:
+        for path in (scripts / name, scripts / f"{name}.exe"):
+            if path.is_file():
+                found[path] = None
+    return list(found)
+
+
+def _check(prefix: Path, bundle: Path | None) -> str | None:
+    """None when a fresh interpreter of the environment imports the runtime's stack (and verifies `bundle`)."""
+    python = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["scripts"]) / (
+        "python.exe" if os.name == "nt" else "python")
+    code = ("import numpy, onnxruntime, tokenizers; onnxruntime.get_available_providers()\n"
+            "import sys\n"
+            "if len(sys.argv) > 1:\n"
+            "    from edgetune_runtime.bundle import Bundle\n"
+            "    assert Bundle.load(sys.argv[1], intra_op_threads=1).verify().passed, 'golden examples disagree'\n")
+    command = [str(python if python.exists() else sys.executable), "-c", code, *([str(bundle)] if bundle else [])]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"the runtime no longer works ({last})"
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> None:
+    for original, aside in reversed(moved):
+        os.rename(aside, original)
+
+
+def _relative(path: Path, prefix: Path) -> str:
+    try:
+        return str(path.relative_to(prefix))
+    except ValueError:
+        return str(path)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
