@@ -171,6 +171,7 @@ def main(bundle: str, data: str, work_dir: str, threads: str, batch_sizes: str, 
         "bench_result": str(bench_path.relative_to(REPO)),
         "batch1": [{"threads": run.threads, "p50_ms": run.p50_ms, "raw_ort_p50_ms": run.raw_ort_p50_ms,
                     "overhead_ms": run.overhead_ms, "overhead_fraction": run.overhead_fraction,
+                    "tokenize_p50_ms": run.tokenize_p50_ms,
                     "p50_vs_raw_ort": round(run.p50_ms / run.raw_ort_p50_ms, 4), "accuracy": run.accuracy}
                    for run in batch1],
         "throughput_texts_per_s": {f"threads {run.threads}, batch {run.batch_size}": run.throughput_texts_per_s

@@ -180,3 +180,46 @@ def test_session_tuning_travels_in_the_manifest_and_bad_tuning_is_refused(bundle
     (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
     with pytest.raises(InputError, match="session.disabled_optimizers"):
         Bundle.load(copy)
+
+
+def test_the_bundled_graph_outputs_probabilities_equal_to_a_softmax_of_its_logits(bundle_dir):
+    import numpy
+    import onnxruntime
+
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["postprocessing"]["probabilities_output"] == "probabilities"
+    assert [output["name"] for output in manifest["outputs"]] == ["logits", "probabilities"]
+    bundle = Bundle.load(bundle_dir)
+    texts = ["where is my card", "refund please", "x"]
+    session = onnxruntime.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    for text in texts:  # one at a time: dynamic int8 would otherwise scale per batch
+        logits, probabilities = session.run(["logits", "probabilities"], bundle.encode([text]))
+        expected = numpy.exp(logits - logits.max()) / numpy.exp(logits - logits.max()).sum()
+        numpy.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
+        numpy.testing.assert_allclose(bundle.predict_proba([text]), probabilities, rtol=1e-6)
+    assert numpy.allclose(bundle.predict_proba(texts).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_bundle_that_hands_over_logits_gets_the_softmax_from_the_runtime(bundle_dir, tmp_path):
+    # Bundles written before the softmax moved into the graph name no probabilities output.
+    import numpy
+
+    copy = _copy(bundle_dir, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["postprocessing"]["probabilities_output"]
+    (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
+    texts = ["where is my card", "refund please", "x"]
+    from_graph, from_runtime = Bundle.load(bundle_dir), Bundle.load(copy)
+    for text in texts:
+        numpy.testing.assert_allclose(from_runtime.predict_proba([text]), from_graph.predict_proba([text]),
+                                      rtol=1e-5, atol=1e-7)
+    assert from_runtime.verify().passed
+
+
+def test_a_probabilities_output_the_model_lacks_is_refused(bundle_dir, tmp_path):
+    copy = _copy(bundle_dir, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["postprocessing"]["probabilities_output"] = "scores"
+    (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
+    with pytest.raises(BundleError, match="probabilities_output 'scores' is not an output of the model"):
+        Bundle.load(copy)

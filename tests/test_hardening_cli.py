@@ -93,6 +93,9 @@ WRONG_INPUTS: dict[str, list[tuple[str, str]]] = {
                                ("{bundle} --data {train} --batch-sizes 0", "--batch-sizes"),
                                ("{bundle} --data {train} --threads a,b", "expected whole numbers")],
     "edgetune-runtime device": [("--no-such-option", "No such option '--no-such-option'")],
+    # The test environment holds the toolchain, which trim-env must never trim.
+    "edgetune-runtime trim-env": [("--check-bundle {missing}", "Path '{missing}' does not exist"),
+                                  ("--dry-run", "depends on onnxruntime")],
 }
 CASES = [(name, index) for name, cases in WRONG_INPUTS.items() for index in range(len(cases))]
 

@@ -195,3 +195,22 @@ def test_cli_predicts_a_file_and_refuses_bad_input_in_one_line(bundle, bundle_di
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         f"error: {bad}, line 2, column 'text': expected a text, found int"]
+
+
+def test_single_text_features_are_the_encodings_values_without_fresh_allocations():
+    from types import SimpleNamespace
+
+    import numpy
+
+    from edgetune_runtime.features import FeatureBuilder
+
+    builder = FeatureBuilder(["input_ids", "attention_mask", "token_type_ids"], pad_id=0, where="test", max_length=4)
+    encoding = SimpleNamespace(ids=[101, 7, 8, 102], type_ids=[0, 0, 1, 1])
+    feeds = builder.single(encoding)  # types not known to be zero: taken from the encoding
+    assert feeds["token_type_ids"].tolist() == [[0, 0, 1, 1]] and feeds["attention_mask"].tolist() == [[1, 1, 1, 1]]
+    builder.single_text_types_are_zero = True
+    short = builder.single(SimpleNamespace(ids=[101, 102], type_ids=[0, 0]))
+    assert short["input_ids"].dtype == numpy.int64 and short["input_ids"].tolist() == [[101, 102]]
+    assert short["token_type_ids"].tolist() == [[0, 0]] and not short["attention_mask"].flags.writeable
+    longer = builder.single(SimpleNamespace(ids=[1, 2, 3, 4, 5, 6], type_ids=[0] * 6))  # past the shared rows
+    assert longer["attention_mask"].shape == (1, 6) and longer["token_type_ids"].shape == (1, 6)

@@ -75,13 +75,24 @@ class Bundle:
                               f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
                               ) from None
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
-        logits = self.session.get_outputs()[0]
-        self._output_names = [logits.name]
-        classes = logits.shape[-1] if logits.shape else None
+        outputs = {output.name: output for output in self.session.get_outputs()}
+        # Bundles since 0.1 compute the softmax in the graph (cheaper there: see the toolchain's
+        # bundle/probabilities.py); older ones hand over logits and the runtime applies it.
+        probabilities_output = postprocessing.get("probabilities_output")
+        if probabilities_output is not None and probabilities_output not in outputs:
+            raise BundleError(f"{where}: postprocessing.probabilities_output {probabilities_output!r} is not an "
+                              f"output of the model (outputs: {', '.join(outputs)})")
+        scores = outputs[probabilities_output] if probabilities_output else next(iter(outputs.values()))
+        self._output_names = [scores.name]
+        # float32 probabilities from the graph are used as they come: no call at all on the latency path.
+        self._to_probabilities = (None if probabilities_output and scores.type == "tensor(float)"
+                                  else _as_float32 if probabilities_output else _softmax)
+        classes = scores.shape[-1] if scores.shape else None
         if isinstance(classes, int) and classes != len(self.labels):
             raise BundleError(f"{where}: the manifest lists {len(self.labels)} labels but the model outputs {classes}")
-        self._features = FeatureBuilder(self.input_names, pad_id, where)
+        self._features = FeatureBuilder(self.input_names, pad_id, where, self.max_length)
         self.tokenizer = _tokenizer(directory / tokenizer_file, self.max_length)
+        self._features.single_text_types_are_zero = not any(self.tokenizer.encode("probe text, 42").type_ids)
         # The fast batch encoder skips character offsets, which classification never needs.
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
 
@@ -145,8 +156,8 @@ class Bundle:
         if len(texts) == 1:
             # The latency path: no sorting, no padding, and the tokenizer works on this thread
             # instead of handing one text to its thread pool.
-            logits = self.session.run(self._output_names, self._features.single(self.tokenizer.encode(texts[0])))
-            return _softmax(logits[0])
+            scores = self.session.run(self._output_names, self._features.single(self.tokenizer.encode(texts[0])))[0]
+            return scores if self._to_probabilities is None else self._to_probabilities(scores)
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype=numpy.float32)
         encodings = self._encode_batch(list(texts))
@@ -155,7 +166,8 @@ class Bundle:
         for start in range(0, len(order), batch_size):
             chosen = order[start:start + batch_size]
             feeds = self._features.batch([encodings[i] for i in chosen])
-            probabilities[chosen] = _softmax(self.session.run(self._output_names, feeds)[0])
+            scores = self.session.run(self._output_names, feeds)[0]
+            probabilities[chosen] = scores if self._to_probabilities is None else self._to_probabilities(scores)
         return probabilities
 
     def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 32) -> list[list[Prediction]]:
@@ -164,6 +176,10 @@ class Bundle:
             raise ValueError(f"top_k must be between 1 and {len(self.labels)} (the number of labels), not {top_k}")
         probabilities = self.predict_proba(texts, batch_size)
         labels = self.labels
+        if top_k == 1 and len(probabilities) == 1:  # the latency path: plain scalar calls only
+            row = probabilities[0]
+            best = int(row.argmax())
+            return [[Prediction(labels[best], float(row[best]))]]
         if top_k == 1:
             return [[Prediction(labels[j], float(row[j]))] for row, j in zip(probabilities, probabilities.argmax(1),
                                                                               strict=True)]
@@ -252,6 +268,11 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
                                  f"{text[error.start]!r}, not valid Unicode text; decode the input as UTF-8 "
                                  "(errors='replace' turns bad bytes into U+FFFD)") from None
     return texts
+
+
+def _as_float32(probabilities: numpy.ndarray) -> numpy.ndarray:
+    """Probabilities the graph computed, widened from fp16 when the graph runs in it."""
+    return numpy.asarray(probabilities, dtype=numpy.float32)
 
 
 def _softmax(logits: numpy.ndarray) -> numpy.ndarray:

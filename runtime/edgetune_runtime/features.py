@@ -15,7 +15,7 @@ FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 class FeatureBuilder:
     """Builds the feed dict for a batch of encodings, for exactly the inputs the graph declares."""
 
-    def __init__(self, input_names: Sequence[str], pad_id: int, where: str) -> None:
+    def __init__(self, input_names: Sequence[str], pad_id: int, where: str, max_length: int = 512) -> None:
         unknown = [name for name in input_names if name not in FEEDABLE_INPUTS]
         if unknown:
             raise BundleError(f"{where}: the model takes input {unknown[0]!r}, which this runtime cannot feed "
@@ -27,15 +27,27 @@ class FeatureBuilder:
         self.pad_id = pad_id
         self._wants_types = "token_type_ids" in self.input_names
         self._wants_mask = "attention_mask" in self.input_names
+        # One text's mask is all ones and its token types all zeros: slices of these read-only rows
+        # (views, no allocation; ONNX Runtime never writes its inputs, so threads can share them).
+        # Building fresh arrays here cost ~0.05 ms per call measured right after a session run.
+        self._ones = numpy.ones((1, max_length), dtype=numpy.int64)
+        self._zeros = numpy.zeros((1, max_length), dtype=numpy.int64)
+        self._ones.flags.writeable = self._zeros.flags.writeable = False
+        # A tokenizer's template gives one text's pieces fixed token types (0 for BERT's "[CLS] $A [SEP]"),
+        # whatever the text: the owner checks that once (`Bundle` encodes a probe) and sets this.
+        self.single_text_types_are_zero = False
 
     def single(self, encoding) -> dict[str, numpy.ndarray]:
         """Feeds for one text: no padding, no sorting; the latency path, so plain calls and no helpers."""
-        input_ids = numpy.array(encoding.ids, dtype=numpy.int64).reshape(1, -1)
-        feeds = {"input_ids": input_ids}
+        ids = encoding.ids
+        size = len(ids)
+        feeds = {"input_ids": numpy.array(ids, dtype=numpy.int64).reshape(1, size)}
+        fits = size <= self._ones.shape[1]
         if self._wants_mask:  # one text is never padded, so every position is attended to
-            feeds["attention_mask"] = numpy.ones(input_ids.shape, dtype=numpy.int64)
+            feeds["attention_mask"] = self._ones[:, :size] if fits else numpy.ones((1, size), dtype=numpy.int64)
         if self._wants_types:
-            feeds["token_type_ids"] = numpy.array(encoding.type_ids, dtype=numpy.int64).reshape(1, -1)
+            feeds["token_type_ids"] = (self._zeros[:, :size] if fits and self.single_text_types_are_zero
+                                       else numpy.array(encoding.type_ids, dtype=numpy.int64).reshape(1, size))
         return feeds
 
     def batch(self, encodings: Sequence) -> dict[str, numpy.ndarray]:

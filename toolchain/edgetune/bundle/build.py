@@ -15,6 +15,7 @@ from edgetune import __version__
 from edgetune.atomic import atomic_directory
 from edgetune.bundle.card import model_card
 from edgetune.bundle.config import BundleConfig
+from edgetune.bundle.probabilities import append_softmax
 from edgetune.errors import EdgetuneError
 from edgetune.export.heldout import heldout_split
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
@@ -58,12 +59,15 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
 
     with atomic_directory(output_dir, overwrite=force) as staging:
         shutil.copy2(source_dir / MODEL_FILE, staging / MODEL_FILE)
+        probabilities_output = append_softmax(staging / MODEL_FILE) if stage["task"] == "text-classification" else None
         shutil.copy2(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
         labels = stage["labels"]
         (staging / LABELS_FILE).write_text(json.dumps(labels, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         if config.ort_format:
             _convert_to_ort(staging)
         manifest = _manifest(stage, source_dir, staging, labels, config)
+        if probabilities_output:
+            manifest["postprocessing"]["probabilities_output"] = probabilities_output
         _write_golden(staging, manifest, golden_texts)
         manifest["golden"] = GOLDEN_FILE
         (staging / "README.md").write_text(model_card(manifest, variants), encoding="utf-8")
