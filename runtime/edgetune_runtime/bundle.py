@@ -21,9 +21,6 @@ from edgetune_runtime.hashing import BackgroundSha256, sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, validate_manifest
 from edgetune_runtime.session import create_session
 
-# Models up to this size are read into memory once and hashed while the session is built from the bytes.
-_HASH_WHILE_LOADING_MAX_BYTES = 256 * 2**20
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -45,8 +42,7 @@ class Bundle:
     """A verified bundle, ready to predict. Use `Bundle.load(path)`."""
 
     def __init__(self, directory: Path, manifest: dict, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
-                 providers: Sequence[str] | None = None, session_options=None, keepalive: object = None,
-                 model_bytes: bytes | None = None) -> None:
+                 providers: Sequence[str] | None = None, session_options=None, keepalive: object = None) -> None:
         self.directory = directory
         self.manifest = manifest
         self._keepalive = keepalive  # the temporary folder of an extracted zip lives as long as we do
@@ -62,8 +58,7 @@ class Bundle:
             raise BundleError(f"{where}: the manifest needs at least one label and a max_length of at least 1")
         model_path = directory / manifest["model"]
         try:
-            self.session = create_session(model_bytes if model_bytes is not None else model_path,
-                                          intra_op_threads=intra_op_threads,
+            self.session = create_session(model_path, intra_op_threads=intra_op_threads,
                                           inter_op_threads=inter_op_threads, providers=providers,
                                           session_options=session_options, tuning=manifest.get("session"))
         except Exception as error:
@@ -116,28 +111,18 @@ class Bundle:
         else:
             raise BundleError(f"{path}: no such bundle (expected a directory or a .zip)")
         manifest = verify_files(directory, defer_model=True)
-        # The model is the one large file: it is read once, and its sha256 is computed on another thread
-        # while ONNX Runtime builds the session from those same bytes, so the bytes that run are the bytes
-        # checked (no window to swap the file between check and load) and cold start does not wait for
-        # the hash (~0.1 s for 23 MB on a CPU without SHA instructions). A model too large to hold twice
-        # in memory is hashed from disk first instead.
+        # The model is the one large file: its sha256 is computed on another thread while ONNX Runtime
+        # builds the session, so cold start does not wait for the hash (~0.1 s for 23 MB on a CPU without
+        # SHA instructions). Both read the file from disk (the page cache serves the second read): reading
+        # it into memory once and loading from those bytes measured +38 MB of peak memory.
         model_name = manifest["model"]
-        model_path = directory / model_name
-        model_bytes = None
-        if model_path.stat().st_size <= _HASH_WHILE_LOADING_MAX_BYTES:
-            model_bytes = model_path.read_bytes()
-            digest = BackgroundSha256(model_bytes)
-        else:
-            digest = None
-            _check_sha256(directory, model_name, sha256_file(model_path), manifest)
+        digest = BackgroundSha256(directory / model_name)
         try:
             bundle = cls(directory, manifest, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-                         providers=providers, session_options=session_options, keepalive=keepalive,
-                         model_bytes=model_bytes)
+                         providers=providers, session_options=session_options, keepalive=keepalive)
         finally:
             # Whatever happened while loading, a changed model is reported as such, not as what it broke.
-            if digest is not None:
-                _check_sha256(directory, model_name, digest.hexdigest(), manifest)
+            _check_sha256(directory, model_name, digest.hexdigest(), manifest)
         return bundle
 
     def encode(self, texts: Sequence[str]) -> dict[str, numpy.ndarray]:

@@ -19,17 +19,26 @@ def sha256_file(path: str | Path) -> str:
 
 
 class BackgroundSha256:
-    """The sha256 of `data`, computed on a thread of its own from construction on.
+    """The sha256 of a file, computed on a thread of its own from construction on.
 
-    hashlib releases the GIL while it hashes a large buffer, so the caller's own work (building an
-    ONNX Runtime session, loading a tokenizer) runs alongside it on another core.
+    File reads and hashlib both release the GIL, so the caller's own work (building an ONNX Runtime
+    session, loading a tokenizer) runs alongside it on another core.
     """
 
-    def __init__(self, data: bytes) -> None:
-        self._digest = hashlib.sha256()
-        self._thread = threading.Thread(target=self._digest.update, args=(data,), daemon=True)
+    def __init__(self, path: str | Path) -> None:
+        self._hexdigest: str | None = None
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._hash, args=(path,), daemon=True)
         self._thread.start()
+
+    def _hash(self, path: str | Path) -> None:
+        try:
+            self._hexdigest = sha256_file(path)
+        except OSError as error:  # re-raised in the caller's thread, where it can be reported
+            self._error = error
 
     def hexdigest(self) -> str:
         self._thread.join()
-        return self._digest.hexdigest()
+        if self._error is not None:
+            raise self._error
+        return self._hexdigest

@@ -121,11 +121,9 @@ def _refuse_shared_environment(site_packages: Path) -> None:
 
 
 def _trimmable_paths(site_packages: Path, prefix: Path) -> list[Path]:
-    found: dict[Path, None] = {}
-    for pattern, _ in TRIMMABLE:
-        for path in sorted(site_packages.glob(pattern)):
-            if not any(parent in found for parent in path.parents):
-                found[path] = None
+    matched = {path for pattern, _ in TRIMMABLE for path in site_packages.glob(pattern)}
+    # A path inside another matched path goes with it (numpy/f2py/tests with numpy/f2py).
+    found = dict.fromkeys(sorted(path for path in matched if not any(parent in matched for parent in path.parents)))
     scripts = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["scripts"])
     for name in TRIMMABLE_SCRIPTS:
         for path in (scripts / name, scripts / f"{name}.exe"):
