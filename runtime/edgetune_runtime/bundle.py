@@ -71,8 +71,8 @@ class Bundle:
                               ) from None
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
         outputs = {output.name: output for output in self.session.get_outputs()}
-        # Bundles since 0.1 compute the softmax in the graph (cheaper there: see the toolchain's
-        # bundle/probabilities.py); older ones hand over logits and the runtime applies it.
+        # `edgetune bundle` puts the softmax in the graph (cheaper there: see the toolchain's
+        # bundle/probabilities.py); a bundle naming no probabilities output hands over logits instead.
         probabilities_output = postprocessing.get("probabilities_output")
         if probabilities_output is not None and probabilities_output not in outputs:
             raise BundleError(f"{where}: postprocessing.probabilities_output {probabilities_output!r} is not an "

@@ -63,7 +63,7 @@ def trim_environment(prefix: Path | None = None, *, check_bundle: Path | None = 
     _refuse_shared_environment(site_packages)
     paths = _trimmable_paths(site_packages, prefix)
     report = TrimReport(str(site_packages), disk_mb(prefix), disk_mb(prefix), dry_run=dry_run,
-                        removed=[_relative(path, prefix) for path in paths],
+                        removed=[f"{_relative(path, prefix)} ({reason})" for path, reason in paths.items()],
                         removed_mb=round(sum(disk_mb(path) for path in paths), 1))
     if dry_run or not paths:
         report.mb_after = round(report.mb_before - report.removed_mb, 1) if dry_run else report.mb_before
@@ -120,16 +120,17 @@ def _refuse_shared_environment(site_packages: Path) -> None:
                              "runs bundles (python -m venv, then pip install edgetune-runtime)")
 
 
-def _trimmable_paths(site_packages: Path, prefix: Path) -> list[Path]:
-    matched = {path for pattern, _ in TRIMMABLE for path in site_packages.glob(pattern)}
+def _trimmable_paths(site_packages: Path, prefix: Path) -> dict[Path, str]:
+    """Each path to remove, with why an app can do without it."""
+    matched = {path: reason for pattern, reason in TRIMMABLE for path in site_packages.glob(pattern)}
     # A path inside another matched path goes with it (numpy/f2py/tests with numpy/f2py).
-    found = dict.fromkeys(sorted(path for path in matched if not any(parent in matched for parent in path.parents)))
+    found = {path: matched[path] for path in sorted(matched) if not any(parent in matched for parent in path.parents)}
     scripts = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["scripts"])
     for name in TRIMMABLE_SCRIPTS:
         for path in (scripts / name, scripts / f"{name}.exe"):
             if path.is_file():
-                found[path] = None
-    return list(found)
+                found[path] = "console script of the removed tooling"
+    return found
 
 
 def _check(prefix: Path, bundle: Path | None) -> str | None:
