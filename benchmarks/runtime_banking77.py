@@ -81,18 +81,19 @@ def _venvs(work: Path, bundle: Path) -> dict:
                               "packages": freeze}
 
     # Minimal: no pip in the environment, only the four packages the runtime imports.
+    def device_install(environment: Path) -> None:  # the README's first two device-install commands
+        _run([sys.executable, "-m", "venv", "--without-pip", environment])
+        _run([sys.executable, "-m", "pip", "--python", environment / "bin" / "python", "install", "-q", "--no-deps",
+              *pins, wheel])
+
     minimal = work / "minimal"
-    _run([sys.executable, "-m", "venv", "--without-pip", minimal])
-    _run([sys.executable, "-m", "pip", "--python", minimal / "bin" / "python", "install", "-q", "--no-deps", *pins,
-          wheel])
+    device_install(minimal)
     results["minimal"] = {"mb": disk_mb(minimal), "works": _works(minimal / "bin" / "python", bundle),
                           "packages": [*pins, wheel.name]}
 
     # The README's device install: the minimal environment, then `edgetune-runtime trim-env` in it.
     trimmed = work / "trimmed"
-    _run([sys.executable, "-m", "venv", "--without-pip", trimmed])
-    _run([sys.executable, "-m", "pip", "--python", trimmed / "bin" / "python", "install", "-q", "--no-deps", *pins,
-          wheel])
+    device_install(trimmed)
     trim_command = [trimmed / "bin" / "edgetune-runtime", "trim-env", "--check-bundle", bundle]
     trim_output = _run(trim_command).stdout.splitlines()
     site_packages = next(trimmed.glob("lib/python*/site-packages"))

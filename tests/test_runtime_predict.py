@@ -208,7 +208,8 @@ def test_single_text_features_are_the_encodings_values_without_fresh_allocations
     encoding = SimpleNamespace(ids=[101, 7, 8, 102], type_ids=[0, 0, 1, 1])
     feeds = builder.single(encoding)  # types not known to be zero: taken from the encoding
     assert feeds["token_type_ids"].tolist() == [[0, 0, 1, 1]] and feeds["attention_mask"].tolist() == [[1, 1, 1, 1]]
-    builder.single_text_types_are_zero = True
+    builder = FeatureBuilder(["input_ids", "attention_mask", "token_type_ids"], pad_id=0, where="test", max_length=4,
+                             single_text_types_are_zero=True)
     short = builder.single(SimpleNamespace(ids=[101, 102], type_ids=[0, 0]))
     assert short["input_ids"].dtype == numpy.int64 and short["input_ids"].tolist() == [[101, 102]]
     assert short["token_type_ids"].tolist() == [[0, 0]] and not short["attention_mask"].flags.writeable

@@ -85,9 +85,9 @@ class Bundle:
         classes = scores.shape[-1] if scores.shape else None
         if isinstance(classes, int) and classes != len(self.labels):
             raise BundleError(f"{where}: the manifest lists {len(self.labels)} labels but the model outputs {classes}")
-        self._features = FeatureBuilder(self.input_names, pad_id, where, self.max_length)
         self.tokenizer = _tokenizer(directory / tokenizer_file, self.max_length)
-        self._features.single_text_types_are_zero = not any(self.tokenizer.encode("probe text, 42").type_ids)
+        self._features = FeatureBuilder(self.input_names, pad_id, where, self.max_length,
+                                        single_text_types_are_zero=not any(self.tokenizer.encode("probe, 42").type_ids))
         # The fast batch encoder skips character offsets, which classification never needs.
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
 

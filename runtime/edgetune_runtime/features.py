@@ -15,7 +15,8 @@ FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 class FeatureBuilder:
     """Builds the feed dict for a batch of encodings, for exactly the inputs the graph declares."""
 
-    def __init__(self, input_names: Sequence[str], pad_id: int, where: str, max_length: int = 512) -> None:
+    def __init__(self, input_names: Sequence[str], pad_id: int, where: str, max_length: int = 512,
+                 single_text_types_are_zero: bool = False) -> None:
         unknown = [name for name in input_names if name not in FEEDABLE_INPUTS]
         if unknown:
             raise BundleError(f"{where}: the model takes input {unknown[0]!r}, which this runtime cannot feed "
@@ -34,8 +35,8 @@ class FeatureBuilder:
         self._zeros = numpy.zeros((1, max_length), dtype=numpy.int64)
         self._ones.flags.writeable = self._zeros.flags.writeable = False
         # A tokenizer's template gives one text's pieces fixed token types (0 for BERT's "[CLS] $A [SEP]"),
-        # whatever the text: the owner checks that once (`Bundle` encodes a probe) and sets this.
-        self.single_text_types_are_zero = False
+        # whatever the text, so the caller can check it once (`Bundle` encodes a probe text).
+        self.single_text_types_are_zero = single_text_types_are_zero
 
     def single(self, encoding) -> dict[str, numpy.ndarray]:
         """Feeds for one text: no padding, no sorting; the latency path, so plain calls and no helpers."""

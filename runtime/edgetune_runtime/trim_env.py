@@ -59,14 +59,15 @@ def trim_environment(prefix: Path | None = None, *, check_bundle: Path | None = 
                      dry_run: bool = False) -> TrimReport:
     """Remove what an app never runs from the environment at `prefix` (default: this one)."""
     prefix = Path(prefix or sys.prefix)
-    site_packages = _site_packages(prefix)
+    scheme = sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})
+    site_packages = _site_packages(prefix, scheme)
     _refuse_shared_environment(site_packages)
-    paths = _trimmable_paths(site_packages, prefix)
-    report = TrimReport(str(site_packages), disk_mb(prefix), disk_mb(prefix), dry_run=dry_run,
+    paths = _trimmable_paths(site_packages, Path(scheme["scripts"]))
+    mb_before, removed_mb = disk_mb(prefix), round(sum(disk_mb(path) for path in paths), 1)
+    report = TrimReport(str(site_packages), mb_before, round(mb_before - removed_mb, 1), dry_run=dry_run,
                         removed=[f"{_relative(path, prefix)} ({reason})" for path, reason in paths.items()],
-                        removed_mb=round(sum(disk_mb(path) for path in paths), 1))
+                        removed_mb=removed_mb)
     if dry_run or not paths:
-        report.mb_after = round(report.mb_before - report.removed_mb, 1) if dry_run else report.mb_before
         return report
     # Move aside on the same filesystem (a rename), check, then delete or put back: a failed check
     # or an interruption loses nothing.
@@ -77,14 +78,14 @@ def trim_environment(prefix: Path | None = None, *, check_bundle: Path | None = 
                 target = Path(aside) / str(index)
                 os.rename(path, target)
                 moved.append((path, target))
-            problem = _check(prefix, check_bundle)
+            problem = _check(Path(scheme["scripts"]), check_bundle)
         except BaseException:
             _put_back(moved)
             raise
         if problem:
             _put_back(moved)
             raise InputError(f"{prefix}: after trimming, {problem}; nothing was removed")
-    report.mb_after = disk_mb(prefix)
+    report.mb_after = disk_mb(prefix)  # measured, not assumed
     return report
 
 
@@ -99,9 +100,8 @@ def disk_mb(path: Path) -> float:
     return round(total / 2**20, 1)
 
 
-def _site_packages(prefix: Path) -> Path:
-    scheme_vars = {"base": str(prefix), "platbase": str(prefix)}
-    candidates = {Path(sysconfig.get_paths(vars=scheme_vars)[key]) for key in ("purelib", "platlib")}
+def _site_packages(prefix: Path, scheme: dict[str, str]) -> Path:
+    candidates = {Path(scheme[key]) for key in ("purelib", "platlib")}
     with_onnxruntime = [path for path in candidates if (path / "onnxruntime").is_dir()]
     if not with_onnxruntime:
         raise InputError(f"{prefix}: no onnxruntime in this environment's site-packages; trim-env trims the "
@@ -120,12 +120,11 @@ def _refuse_shared_environment(site_packages: Path) -> None:
                              "runs bundles (python -m venv, then pip install edgetune-runtime)")
 
 
-def _trimmable_paths(site_packages: Path, prefix: Path) -> dict[Path, str]:
+def _trimmable_paths(site_packages: Path, scripts: Path) -> dict[Path, str]:
     """Each path to remove, with why an app can do without it."""
     matched = {path: reason for pattern, reason in TRIMMABLE for path in site_packages.glob(pattern)}
     # A path inside another matched path goes with it (numpy/f2py/tests with numpy/f2py).
     found = {path: matched[path] for path in sorted(matched) if not any(parent in matched for parent in path.parents)}
-    scripts = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["scripts"])
     for name in TRIMMABLE_SCRIPTS:
         for path in (scripts / name, scripts / f"{name}.exe"):
             if path.is_file():
@@ -133,15 +132,15 @@ def _trimmable_paths(site_packages: Path, prefix: Path) -> dict[Path, str]:
     return found
 
 
-def _check(prefix: Path, bundle: Path | None) -> str | None:
+def _check(scripts: Path, bundle: Path | None) -> str | None:
     """None when a fresh interpreter of the environment imports the runtime's stack (and verifies `bundle`)."""
-    python = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["scripts"]) / (
-        "python.exe" if os.name == "nt" else "python")
+    python = scripts / ("python.exe" if os.name == "nt" else "python")
     code = ("import numpy, onnxruntime, tokenizers; onnxruntime.get_available_providers()\n"
             "import sys\n"
             "if len(sys.argv) > 1:\n"
             "    from edgetune_runtime.bundle import Bundle\n"
-            "    assert Bundle.load(sys.argv[1], intra_op_threads=1).verify().passed, 'golden examples disagree'\n")
+            "    if not Bundle.load(sys.argv[1], intra_op_threads=1).verify().passed:\n"
+            "        sys.exit('the golden examples disagree')\n")
     command = [str(python if python.exists() else sys.executable), "-c", code, *([str(bundle)] if bundle else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode == 0:
