@@ -53,6 +53,8 @@ INT8_VARIANT = "dynamic-int8-per-channel"
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--temperature", type=float, default=2.0, show_default=True)
 @click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--augment-copies", type=int, default=0, show_default=True,
+              help="Perturbed copies of each training text the teacher labels (distilled runs only).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--latency-texts", type=int, default=1000, show_default=True)
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=str(REPO / "runs" / "distill-bench"),
@@ -62,8 +64,8 @@ INT8_VARIANT = "dynamic-int8-per-channel"
 @click.option("--int8-variant", default=INT8_VARIANT, show_default=True,
               help="The quantisation variant every student is measured in (any `edgetune quantize` variant), "
                    "or `auto`: each student in the variant `edgetune quantize --auto` chooses on validation.")
-def main(teacher, runs, references, epochs, learning_rate, label_smoothing, temperature, alpha, seed,
-         latency_texts, runs_dir, retrain, name, int8_variant) -> None:
+def main(teacher, runs, references, epochs, learning_rate, label_smoothing, temperature, alpha, augment_copies,
+         seed, latency_texts, runs_dir, retrain, name, int8_variant) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("edgetune").setLevel(logging.INFO)
     data = DataConfig(train=str(BANKING77 / "train.csv"), test=str(BANKING77 / "test.csv"))
@@ -78,7 +80,9 @@ def main(teacher, runs, references, epochs, learning_rate, label_smoothing, temp
                                  label_smoothing=label_smoothing, freeze_embeddings=True, seed=seed)
         output = runs_dir / run
         if retrain or not output.exists():
-            _train(run, data, student, teacher if distilled else None, temperature, alpha, output, name)
+            distillation = DistillConfig(teacher=teacher, student=student, temperature=temperature, alpha=alpha,
+                                         augment_copies=augment_copies) if distilled else None
+            _train(run, data, student, distillation, output, name)
         students[run] = output
 
     rows = _measure(students, runs_dir / "int8", latency_texts, int8_variant)
@@ -92,15 +96,14 @@ def main(teacher, runs, references, epochs, learning_rate, label_smoothing, temp
     print(json.dumps({"comparisons": summary["comparisons"], "targets_met": summary["targets_met"]}))
 
 
-def _train(run: str, data: DataConfig, student: FinetuneConfig, teacher: str | None, temperature: float,
-           alpha: float, output: Path, name: str) -> None:
+def _train(run: str, data: DataConfig, student: FinetuneConfig, distillation: DistillConfig | None, output: Path,
+           name: str) -> None:
     from edgetune.distill.train import distill
     from edgetune.finetune.train import finetune
 
     cpu_before = cpu_times()
-    if teacher:
-        result = distill(data, DistillConfig(teacher=teacher, student=student, temperature=temperature, alpha=alpha),
-                         output, force=True)
+    if distillation:
+        result = distill(data, distillation, output, force=True)
     else:
         result = finetune(data, student, output, force=True)
     manifest = json.loads((output / "edgetune.json").read_text())
@@ -161,6 +164,8 @@ def _measure(students: dict[str, Path], work: Path, latency_texts: int, variant:
             "layers_kept": manifest["training"].get("layers_kept"),
             "epochs": manifest["config"]["epochs"],
             "seed": manifest["config"]["seed"],
+            "training_steps": manifest["training"]["steps"],
+            "augmentation": (manifest.get("distillation") or {}).get("augmentation"),
             "training_wall_time_s": manifest["training"]["wall_time_s"],
             "test_accuracy_fp32": round(manifest["metrics"]["test"]["accuracy"], 4),
             "test_accuracy_int8": round(float((logits.argmax(-1) == truth).mean()), 4),
@@ -195,8 +200,9 @@ def _summary(rows: dict[str, dict], teacher: Path, name: str, variant: str) -> d
                 100 * (distilled["test_accuracy_int8"] - plain["test_accuracy_int8"]), 2)
             comparisons[f"distillation_gain_points_{layers}_layers_fp32"] = round(
                 100 * (distilled["test_accuracy_fp32"] - plain["test_accuracy_fp32"]), 2)
-            comparisons[f"equal_budget_{layers}_layers"] = (plain["epochs"], plain["seed"]) == (
-                distilled["epochs"], distilled["seed"])
+            # Augmented copies add steps per epoch: equal epochs are then not an equal budget.
+            comparisons[f"equal_budget_{layers}_layers"] = (plain["epochs"], plain["seed"], plain["training_steps"]) \
+                == (distilled["epochs"], distilled["seed"], distilled["training_steps"])
     six = rows.get("distilled-6") or rows.get("plain-6")
     three = rows.get("distilled-3") or rows.get("plain-3")
     if six and three:

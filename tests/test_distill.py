@@ -20,6 +20,7 @@ from conftest import banking77_subset, read_banking77
 from edgetune.cli.main import cli
 from edgetune.data.config import DataConfig
 from edgetune.data.load import load_labelled_data
+from edgetune.distill.augment import augmented_texts
 from edgetune.distill.config import DistillConfig
 from edgetune.distill.loss import distillation_loss
 from edgetune.distill.student import evenly_spaced_layers, keep_layers
@@ -139,6 +140,37 @@ def test_transfer_text_is_labelled_by_the_teacher_and_trains_a_layer_subset_stud
     assert manifest["distillation"]["student_layers_kept"] == [0]
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
     assert student.config.num_hidden_layers == 1 and len(student.bert.encoder.layer) == 1
+
+
+def test_augmented_copies_of_the_training_texts_are_labelled_by_the_teacher(
+        tmp_path, small_banking77, tiny_teacher_dir, tiny_bert_dir):
+    config = _config(tiny_teacher_dir, tiny_bert_dir, tmp_path / "cache", augment_copies=2,
+                     training={"num_layers": 1, "epochs": 1})
+    result = distill(_data(small_banking77), config, tmp_path / "student")
+
+    # Only the training split is perturbed (validation copies would leak into model selection).
+    train_texts = load_labelled_data(_data(small_banking77)).train.texts
+    expected = augmented_texts(train_texts, 2, 0.1, config.student.seed)
+    assert result.augmented_rows == len(expected) > 88, "about two copies per training text"
+    with numpy.load(result.teacher_cache_path) as cached:
+        assert cached["logits"].shape == (88 + len(expected), 4)
+    manifest = json.loads((tmp_path / "student" / "edgetune.json").read_text())
+    assert manifest["training"]["steps"] == (88 + len(expected) + 7) // 8, "augmented rows are trained on"
+    assert manifest["distillation"]["augmentation"] == {"copies": 2, "word_probability": 0.1, "rows": len(expected)}
+
+
+def test_augmentation_perturbs_words_deterministically_and_never_repeats_a_text():
+    texts = [row["text"] for row in banking77_subset("train", 10, 10, seed=5)]
+    copies = augmented_texts(texts, 3, 0.2, seed=7)
+
+    assert copies == augmented_texts(texts, 3, 0.2, seed=7), "same seed, same copies (the logits cache relies on it)"
+    assert copies != augmented_texts(texts, 3, 0.2, seed=8)
+    assert len(set(copies)) == len(copies) and not set(copies) & set(texts)
+    assert 2 * len(texts) < len(copies) <= 3 * len(texts)
+    vocabulary = {word for text in texts for word in text.split()}
+    assert all(set(copy.split()) <= vocabulary for copy in copies), "words come from the corpus, tokenizer-free"
+    assert augmented_texts(texts, 0, 0.2, seed=7) == []
+    assert augmented_texts(["two words"], 5, 0.2, seed=7) == [], "too short to perturb"
 
 
 def test_a_layer_subset_keeps_the_requested_layers_with_their_weights(tmp_path, tiny_bert_dir):
@@ -279,6 +311,10 @@ def test_user_mistakes_are_refused_before_training(tmp_path, small_banking77, ti
         _config(tiny_teacher_dir, tiny_bert_dir, tmp_path, temperature=0.0)
     with pytest.raises(ConfigError, match=r"alpha: 1.5 must be in \[0, 1\]"):
         _config(tiny_teacher_dir, tiny_bert_dir, tmp_path, alpha=1.5)
+    with pytest.raises(ConfigError, match=r"augment_probability: 0.7 must be in \(0, 0.5\)"):
+        _config(tiny_teacher_dir, tiny_bert_dir, tmp_path, augment_copies=1, augment_probability=0.7)
+    with pytest.raises(ConfigError, match="augment_copies: -1 must not be negative"):
+        _config(tiny_teacher_dir, tiny_bert_dir, tmp_path, augment_copies=-1)
     with pytest.raises(DataError, match="transfer text .*missing.txt: file not found"):
         distill(_data(small_banking77), _config(tiny_teacher_dir, tiny_bert_dir, tmp_path,
                                                 transfer_text=str(tmp_path / "missing.txt")), tmp_path / "b")

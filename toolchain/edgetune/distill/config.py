@@ -25,6 +25,12 @@ class DistillConfig:
     transfer_text: str | None = None
     """Extra unlabelled text (a .txt file, one text per line, or a CSV/TSV/JSONL/Parquet file with a
     text column) that the teacher labels; it adds soft-target rows to training."""
+    augment_copies: int = 0
+    """Perturbed copies of each training text for the teacher to label (words dropped or replaced with
+    probability `augment_probability`, some copies cut to a span; Tang et al. 2019). Each copy adds a
+    soft-target row, so 1 copy about doubles the training time. 0 turns it off."""
+    augment_probability: float = 0.1
+    """Chance that each word of a copy is dropped, and again that it is replaced by a corpus word."""
     hidden_weight: float = 0.0
     """Weight of a representation loss: 1 - cosine between the student's mean-pooled last hidden state,
     through a learned projection to the teacher's width, and the teacher's. 0 turns it off."""
@@ -42,6 +48,11 @@ class DistillConfig:
             raise ConfigError(f"temperature: {self.temperature} must be greater than zero (typical: 1 to 8)")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha: {self.alpha} must be in [0, 1] (1 = soft targets only, 0 = hard labels only)")
+        if self.augment_copies < 0:
+            raise ConfigError(f"augment_copies: {self.augment_copies} must not be negative (0 turns it off)")
+        if not 0.0 < self.augment_probability < 0.5:
+            raise ConfigError(f"augment_probability: {self.augment_probability} must be in (0, 0.5); "
+                              "typical: 0.1")
         if self.hidden_weight < 0:
             raise ConfigError(f"hidden_weight: {self.hidden_weight} must not be negative")
         if self.hidden_weight > 0 and self.student.method == "lora":

@@ -18,6 +18,7 @@ from pathlib import Path
 from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig
 from edgetune.data.load import LabelledData
+from edgetune.distill.augment import augmented_texts
 from edgetune.distill.config import DistillConfig
 from edgetune.distill.loss import IGNORED_LABEL, distillation_trainer_class
 from edgetune.distill.teacher_logits import TeacherOutputs, default_cache_dir, teacher_outputs, teacher_record
@@ -35,6 +36,7 @@ class DistillResult(FinetuneResult):
     teacher_cache_path: Path | None = None
     teacher_logits_from_cache: bool = False
     transfer_rows: int = 0
+    augmented_rows: int = 0
 
 
 def distill(
@@ -59,7 +61,7 @@ def distill(
     outputs = hooks.outputs
     return DistillResult(**vars(result), teacher_cache_path=outputs.cache_path if outputs else None,
                          teacher_logits_from_cache=bool(outputs and outputs.from_cache),
-                         transfer_rows=len(transfer_texts))
+                         transfer_rows=len(transfer_texts), augmented_rows=len(hooks.augmented))
 
 
 class DistillationHooks(TrainingHooks):
@@ -70,6 +72,7 @@ class DistillationHooks(TrainingHooks):
     def __init__(self, config: DistillConfig, transfer_texts: list[str]) -> None:
         self.config = config
         self.transfer_texts = transfer_texts
+        self.augmented: list[str] = []
         self.teacher_dir = Path(config.teacher).expanduser()
         self.teacher: dict | None = None
         self.data: LabelledData | None = None
@@ -99,7 +102,11 @@ class DistillationHooks(TrainingHooks):
     def training_set(self, data: LabelledData, tokenizer, label_ids: dict[str, int], max_length: int):
         import datasets
 
-        texts = data.train.texts + self.transfer_texts
+        # Only the training split is perturbed: copies of validation texts would leak into model selection.
+        self.augmented = augmented_texts(data.train.texts, self.config.augment_copies,
+                                         self.config.augment_probability, self.config.student.seed)
+        unlabelled = self.transfer_texts + self.augmented
+        texts = data.train.texts + unlabelled
         cache_dir = Path(self.config.teacher_cache_dir).expanduser() if self.config.teacher_cache_dir \
             else default_cache_dir()
         self.outputs = teacher_outputs(
@@ -111,7 +118,7 @@ class DistillationHooks(TrainingHooks):
         encoded = tokenizer(texts, truncation=True, max_length=max_length)
         columns = {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
         hard_labels = [label_ids[label] for label in data.train.labels]
-        columns["labels"] = hard_labels + [IGNORED_LABEL] * len(self.transfer_texts)  # the teacher labels these
+        columns["labels"] = hard_labels + [IGNORED_LABEL] * len(unlabelled)  # the teacher labels these
         columns["teacher_row"] = list(range(len(texts)))
         return datasets.Dataset.from_dict(columns)
 
@@ -137,6 +144,8 @@ class DistillationHooks(TrainingHooks):
             "teacher_max_length": self.config.teacher_max_length,
             "transfer_text": {"path": self.config.transfer_text, "rows": len(self.transfer_texts)}
             if self.config.transfer_text else None,
+            "augmentation": {"copies": self.config.augment_copies, "word_probability": self.config.augment_probability,
+                             "rows": len(self.augmented)} if self.config.augment_copies else None,
             "teacher_logits_cache": str(self.outputs.cache_path) if self.outputs else None,
             "student_layers_kept": training.get("layers_kept"),
         }}
