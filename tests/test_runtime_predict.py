@@ -36,6 +36,9 @@ def bundle(bundle_dir):
 
 
 def test_batches_with_dynamic_padding_match_one_text_at_a_time(bundle):
+    # One text goes through the pure-Python WordPiece (token types None: all zero), a batch through tokenizers.
+    assert [bundle.token_ids(text) for text in TEXTS] == [(bundle.tokenizer.encode(text).ids, None) for text in TEXTS]
+    assert bundle.token_ids("café")[1] is not None, "not ASCII: the Rust tokenizer"
     one_by_one = numpy.stack([bundle.predict_proba([text])[0] for text in TEXTS])
     for batch_size in (1, 3, 32):
         batched = bundle.predict_proba(TEXTS, batch_size=batch_size)
@@ -198,20 +201,19 @@ def test_cli_predicts_a_file_and_refuses_bad_input_in_one_line(bundle, bundle_di
 
 
 def test_single_text_features_are_the_encodings_values_without_fresh_allocations():
-    from types import SimpleNamespace
 
     import numpy
 
     from edgetune_runtime.features import FeatureBuilder
 
     builder = FeatureBuilder(["input_ids", "attention_mask", "token_type_ids"], pad_id=0, where="test", max_length=4)
-    encoding = SimpleNamespace(ids=[101, 7, 8, 102], type_ids=[0, 0, 1, 1])
-    feeds = builder.single(encoding)  # types not known to be zero: taken from the encoding
+    feeds = builder.single([101, 7, 8, 102], [0, 0, 1, 1])  # types not known to be zero: taken as given
     assert feeds["token_type_ids"].tolist() == [[0, 0, 1, 1]] and feeds["attention_mask"].tolist() == [[1, 1, 1, 1]]
+    assert builder.single([101, 7, 102])["token_type_ids"].tolist() == [[0, 0, 0]], "None: all zero"
     builder = FeatureBuilder(["input_ids", "attention_mask", "token_type_ids"], pad_id=0, where="test", max_length=4,
                              single_text_types_are_zero=True)
-    short = builder.single(SimpleNamespace(ids=[101, 102], type_ids=[0, 0]))
+    short = builder.single([101, 102], [0, 0])
     assert short["input_ids"].dtype == numpy.int64 and short["input_ids"].tolist() == [[101, 102]]
     assert short["token_type_ids"].tolist() == [[0, 0]] and not short["attention_mask"].flags.writeable
-    longer = builder.single(SimpleNamespace(ids=[1, 2, 3, 4, 5, 6], type_ids=[0] * 6))  # past the shared rows
+    longer = builder.single([1, 2, 3, 4, 5, 6], [0] * 6)  # past the shared rows
     assert longer["attention_mask"].shape == (1, 6) and longer["token_type_ids"].shape == (1, 6)

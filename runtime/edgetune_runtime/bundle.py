@@ -1,7 +1,8 @@
 """`Bundle`: load a model bundle (directory or zip), verify it, run it.
 
 Safe for concurrent `predict` calls from many threads: ONNX Runtime sessions support concurrent
-`run` calls, and the tokenizer is configured once at load and never mutated afterwards.
+`run` calls, the tokenizer is configured once at load and never mutated afterwards, and the only
+shared state a call writes is the fast tokenizer's word cache, a dict whose single get and set are atomic.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edgetune_runtime.features import FeatureBuilder
 from edgetune_runtime.hashing import BackgroundSha256, sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, validate_manifest
 from edgetune_runtime.session import create_session
+from edgetune_runtime.wordpiece import AsciiWordPiece
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class Bundle:
         if isinstance(classes, int) and classes != len(self.labels):
             raise BundleError(f"{where}: the manifest lists {len(self.labels)} labels but the model outputs {classes}")
         self.tokenizer = _tokenizer(directory / tokenizer_file, self.max_length)
+        # One text of printable ASCII skips the Rust tokenizer when the pure-Python WordPiece gives the
+        # same ids (wordpiece.py: ~0.005 ms against ~0.18 ms with caches as a session run leaves them).
+        self._ascii_wordpiece = _ascii_wordpiece(directory / tokenizer_file, self.max_length)
         self._features = FeatureBuilder(self.input_names, pad_id, where, self.max_length,
                                         single_text_types_are_zero=not any(self.tokenizer.encode("probe, 42").type_ids))
         # The fast batch encoder skips character offsets, which classification never needs.
@@ -125,6 +130,14 @@ class Bundle:
             _check_sha256(directory, model_name, digest.hexdigest(), manifest)
         return bundle
 
+    def token_ids(self, text: str) -> tuple[list[int], list[int] | None]:
+        """One text's token ids and token types (None: all zero), tokenised as the batch-1 path does."""
+        ids = self._ascii_wordpiece.ids(text) if self._ascii_wordpiece is not None else None
+        if ids is not None:
+            return ids, None
+        encoding = self.tokenizer.encode(text)
+        return encoding.ids, encoding.type_ids
+
     def encode(self, texts: Sequence[str]) -> dict[str, numpy.ndarray]:
         """Tokenise a batch, padded to its longest text; int64 arrays by graph input name."""
         return self._features.batch(self._encode_batch(list(texts)))
@@ -141,7 +154,7 @@ class Bundle:
         if len(texts) == 1:
             # The latency path: no sorting, no padding, and the tokenizer works on this thread
             # instead of handing one text to its thread pool.
-            scores = self.session.run(self._output_names, self._features.single(self.tokenizer.encode(texts[0])))[0]
+            scores = self.session.run(self._output_names, self._features.single(*self.token_ids(texts[0])))[0]
             return scores if self._to_probabilities is None else self._to_probabilities(scores)
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype=numpy.float32)
@@ -272,6 +285,11 @@ def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
     numpy.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
     return logits
+
+
+def _ascii_wordpiece(path: Path, max_length: int) -> AsciiWordPiece | None:
+    # The Rust tokenizer has already parsed this file, so it is valid JSON here.
+    return AsciiWordPiece.from_tokenizer_json(json.loads(path.read_text(encoding="utf-8")), max_length)
 
 
 def _tokenizer(path: Path, max_length: int):

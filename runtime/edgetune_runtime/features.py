@@ -38,23 +38,25 @@ class FeatureBuilder:
         # whatever the text, so the caller can check it once (`Bundle` encodes a probe text).
         self.single_text_types_are_zero = single_text_types_are_zero
 
-    def single(self, encoding) -> dict[str, numpy.ndarray]:
-        """Feeds for one text: no padding, no sorting; the latency path, so plain calls and no helpers."""
-        ids = encoding.ids
+    def single(self, ids: list[int], type_ids: list[int] | None = None) -> dict[str, numpy.ndarray]:
+        """Feeds for one text (`type_ids` None: all zero); no padding, no sorting; the latency path, so
+        plain calls and no helpers."""
         size = len(ids)
         feeds = {"input_ids": numpy.array(ids, dtype=numpy.int64).reshape(1, size)}
         fits = size <= self._ones.shape[1]
         if self._wants_mask:  # one text is never padded, so every position is attended to
             feeds["attention_mask"] = self._ones[:, :size] if fits else numpy.ones((1, size), dtype=numpy.int64)
         if self._wants_types:
-            feeds["token_type_ids"] = (self._zeros[:, :size] if fits and self.single_text_types_are_zero
-                                       else numpy.array(encoding.type_ids, dtype=numpy.int64).reshape(1, size))
+            zero_types = type_ids is None or self.single_text_types_are_zero
+            feeds["token_type_ids"] = (self._zeros[:, :size] if fits and zero_types
+                                       else numpy.zeros((1, size), dtype=numpy.int64) if zero_types
+                                       else numpy.array(type_ids, dtype=numpy.int64).reshape(1, size))
         return feeds
 
     def batch(self, encodings: Sequence) -> dict[str, numpy.ndarray]:
         """Feeds for several texts, right-padded to the longest of them (dynamic padding)."""
         if len(encodings) == 1:
-            return self.single(encodings[0])
+            return self.single(encodings[0].ids, encodings[0].type_ids)
         length = max(len(encoding.ids) for encoding in encodings)
         shape = (len(encodings), length)
         input_ids = numpy.full(shape, self.pad_id, dtype=numpy.int64)

@@ -119,6 +119,7 @@ def teacher_outputs(teacher_dir: Path, teacher: dict, texts: list[str], label_na
 def _run_teacher(teacher_dir: Path, texts: list[str], max_length: int, batch_size: int,
                  with_pooled: bool) -> tuple[numpy.ndarray, numpy.ndarray | None]:
     import torch
+    from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -129,7 +130,8 @@ def _run_teacher(teacher_dir: Path, texts: list[str], max_length: int, batch_siz
     logits = numpy.zeros((len(texts), model.config.num_labels), dtype=numpy.float32)
     pooled = numpy.zeros((len(texts), model.config.hidden_size), dtype=numpy.float32) if with_pooled else None
     log.info("teacher %s labels %d texts on %s", teacher_dir, len(texts), device)
-    with torch.inference_mode():
+    # A base-size teacher over tens of thousands of texts takes many minutes on a CPU: show where it is.
+    with torch.inference_mode(), tqdm(total=len(texts), desc="teacher logits", unit="text") as progress:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             batch = tokenizer([texts[row] for row in rows], truncation=True, max_length=max_length, padding=True,
@@ -138,6 +140,7 @@ def _run_teacher(teacher_dir: Path, texts: list[str], max_length: int, batch_siz
             logits[rows] = output.logits.float().cpu().numpy()
             if with_pooled:
                 pooled[rows] = mean_pool(output.hidden_states[-1], batch["attention_mask"]).float().cpu().numpy()
+            progress.update(len(rows))
     return logits, pooled
 
 
