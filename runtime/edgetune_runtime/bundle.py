@@ -170,20 +170,30 @@ class Bundle:
 
     def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 32) -> list[list[Prediction]]:
         """The `top_k` labels with probabilities for each text, most probable first."""
+        if top_k == 1 and type(texts) is list and len(texts) == 1 and type(texts[0]) is str \
+                and self._ascii_wordpiece is not None:
+            ids = self._ascii_wordpiece.ids(texts[0])
+            if ids is not None:
+                return [[self._top_label(ids)]]
         if not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be between 1 and {len(self.labels)} (the number of labels), not {top_k}")
         probabilities = self.predict_proba(texts, batch_size)
         labels = self.labels
-        if top_k == 1 and len(probabilities) == 1:  # the latency path: plain scalar calls only
-            row = probabilities[0]
-            best = int(row.argmax())
-            return [[Prediction(labels[best], float(row[best]))]]
         if top_k == 1:
             return [[Prediction(labels[j], float(row[j]))] for row, j in zip(probabilities, probabilities.argmax(1),
                                                                               strict=True)]
         top = numpy.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         return [[Prediction(labels[j], float(row[j])) for j in indices]
                 for row, indices in zip(probabilities, top, strict=True)]
+
+    def _top_label(self, ids: list[int]) -> Prediction:
+        """The latency path (one printable-ASCII text, top 1): flat, with as few Python and numpy calls as
+        possible, because each one made right after a session run costs ~10 us while the CPU caches refill
+        (measured: this path's overhead over a bare `session.run` fell from 0.12 to 0.09 ms)."""
+        scores = self.session.run(self._output_names, self._features.single(ids))[0]
+        row = (scores if self._to_probabilities is None else self._to_probabilities(scores))[0]
+        best = int(row.argmax())
+        return Prediction(self.labels[best], float(row[best]))
 
     def verify(self) -> GoldenCheck:
         """Run the golden examples shipped in the bundle and report any disagreement."""
