@@ -19,6 +19,7 @@ from edgetune.quantize.variants import VARIANTS
 EXPECTED_OPS = {
     "dynamic-int8": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
     "dynamic-int8-per-channel": {"DynamicQuantizeLinear", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul"},
+    "dynamic-int8-fast-gelu": {"FastGelu", "QAttention", "DynamicQuantizeMatMul"},
     "dynamic-int8-per-channel-fast-gelu": {"FastGelu", "QAttention", "DynamicQuantizeMatMul"},
     "static-qdq-minmax": {"QuantizeLinear", "DequantizeLinear"},
     "static-qdq-entropy": {"QuantizeLinear", "DequantizeLinear"},

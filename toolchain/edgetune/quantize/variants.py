@@ -44,6 +44,8 @@ VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in (
     VariantSpec("dynamic-int8", "dynamic", "dynamic int8: int8 weights per tensor, activations quantised at run time"),
     VariantSpec("dynamic-int8-per-channel", "dynamic", "dynamic int8 with per-channel weight scales",
                 per_channel=True),
+    VariantSpec("dynamic-int8-fast-gelu", "dynamic", "dynamic int8 per tensor, GELU by its tanh approximation "
+                "(FastGelu)", approximate_gelu=True),
     VariantSpec("dynamic-int8-per-channel-fast-gelu", "dynamic", "dynamic int8 per channel, GELU by its tanh "
                 "approximation (FastGelu)", per_channel=True, approximate_gelu=True),
     *(_static(fmt, method) for fmt in ("QDQ", "QOperator") for method in ("MinMax", "Entropy", "Percentile")),
@@ -62,5 +64,5 @@ VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in (
                 per_channel=True),
 )}
 
-DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "dynamic-int8-per-channel", "dynamic-int8-per-channel-fast-gelu",
-                    "static-qdq-minmax", "static-qop-minmax")
+DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "dynamic-int8-per-channel", "dynamic-int8-fast-gelu",
+                    "dynamic-int8-per-channel-fast-gelu", "static-qdq-minmax", "static-qop-minmax")
