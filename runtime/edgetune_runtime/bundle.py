@@ -170,6 +170,7 @@ class Bundle:
 
     def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 32) -> list[list[Prediction]]:
         """The `top_k` labels with probabilities for each text, most probable first."""
+        # The latency path, checked with the cheapest tests first: one printable-ASCII text, top 1.
         if top_k == 1 and type(texts) is list and len(texts) == 1 and type(texts[0]) is str \
                 and self._ascii_wordpiece is not None:
             ids = self._ascii_wordpiece.ids(texts[0])
