@@ -35,25 +35,26 @@ class FeatureBuilder:
         ones = numpy.ones((1, max_length), dtype=numpy.int64)
         zeros = numpy.zeros((1, max_length), dtype=numpy.int64)
         ones.flags.writeable = zeros.flags.writeable = False
-        self._mask_rows = [ones[:, :size] for size in range(max_length + 1)]
-        self._zero_type_rows = [zeros[:, :size] for size in range(max_length + 1)]
+        constant_rows = {"attention_mask": ones, "token_type_ids": zeros}
+        self.zero_type_feeds: list[dict[str, numpy.ndarray]] = [
+            {name: constant_rows[name][:, :size] for name in self.input_names if name != "input_ids"}
+            for size in range(max_length + 1)]
+        """Index by token count: every feed but input_ids for one text whose token types are all zero."""
         # A tokenizer's template gives one text's pieces fixed token types (0 for BERT's "[CLS] $A [SEP]"),
         # whatever the text, so the caller can check it once (`Bundle` encodes a probe text).
         self.single_text_types_are_zero = single_text_types_are_zero
 
     def single(self, ids: list[int], type_ids: list[int] | None = None) -> dict[str, numpy.ndarray]:
-        """Feeds for one text (`type_ids` None: all zero); no padding, no sorting; the latency path, so
-        plain calls and no helpers."""
+        """Feeds for one text (`type_ids` None: all zero); never padded, so every position is attended to."""
         size = len(ids)
-        feeds = {"input_ids": numpy.array(ids, dtype=numpy.int64).reshape(1, size)}
-        fits = size < len(self._mask_rows)
-        if self._wants_mask:  # one text is never padded, so every position is attended to
-            feeds["attention_mask"] = self._mask_rows[size] if fits else numpy.ones((1, size), dtype=numpy.int64)
+        if size < len(self.zero_type_feeds) and (type_ids is None or self.single_text_types_are_zero):
+            return {"input_ids": numpy.array([ids], dtype=numpy.int64), **self.zero_type_feeds[size]}
+        feeds = {"input_ids": numpy.array([ids], dtype=numpy.int64)}
+        if self._wants_mask:
+            feeds["attention_mask"] = numpy.ones((1, size), dtype=numpy.int64)
         if self._wants_types:
-            zero_types = type_ids is None or self.single_text_types_are_zero
-            feeds["token_type_ids"] = (self._zero_type_rows[size] if fits and zero_types
-                                       else numpy.zeros((1, size), dtype=numpy.int64) if zero_types
-                                       else numpy.array(type_ids, dtype=numpy.int64).reshape(1, size))
+            feeds["token_type_ids"] = (numpy.zeros((1, size), dtype=numpy.int64) if type_ids is None
+                                       else numpy.array([type_ids], dtype=numpy.int64))
         return feeds
 
     def batch(self, encodings: Sequence) -> dict[str, numpy.ndarray]:
