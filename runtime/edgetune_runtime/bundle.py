@@ -93,7 +93,7 @@ class Bundle:
         self.tokenizer = _tokenizer(directory / tokenizer_file, self.max_length)
         # One text of printable ASCII skips the Rust tokenizer when the pure-Python WordPiece gives the
         # same ids (wordpiece.py: ~0.005 ms against ~0.18 ms with caches as a session run leaves them).
-        self._ascii_wordpiece = _ascii_wordpiece(directory / tokenizer_file, self.max_length)
+        self._ascii_wordpiece = AsciiWordPiece.from_tokenizer(self.tokenizer, self.max_length)
         self._features = FeatureBuilder(self.input_names, pad_id, where, self.max_length,
                                         single_text_types_are_zero=not any(self.tokenizer.encode("probe, 42").type_ids))
         # The fast batch encoder skips character offsets, which classification never needs.
@@ -298,11 +298,6 @@ def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
     numpy.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
     return logits
-
-
-def _ascii_wordpiece(path: Path, max_length: int) -> AsciiWordPiece | None:
-    # The Rust tokenizer has already parsed this file, so it is valid JSON here.
-    return AsciiWordPiece.from_tokenizer_json(json.loads(path.read_text(encoding="utf-8")), max_length)
 
 
 def _tokenizer(path: Path, max_length: int):
