@@ -55,6 +55,8 @@ def test_top_k_is_sorted_and_bounded(bundle):
     assert [len(row) for row in top] == [3, 3]
     assert top[0][0].probability >= top[0][1].probability >= top[0][2].probability
     assert bundle.predict(["I lost my card"])[0][0] == top[0][0]
+    best = bundle.predict(["I lost my card"])[0][0]  # the batch-1 fast path: plain Python values
+    assert type(best.label) is str and type(best.probability) is float
     assert bundle.predict([]) == []
     with pytest.raises(ValueError, match="top_k must be between 1 and"):
         bundle.predict(["x"], top_k=len(bundle.labels) + 1)

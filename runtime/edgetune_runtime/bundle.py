@@ -185,8 +185,8 @@ class Bundle:
                 scores = self.session.run(self._output_names, {
                     "input_ids": numpy.array([ids], dtype=numpy.int64), **self._features.zero_type_feeds[len(ids)]})[0]
                 row = (scores if self._to_probabilities is None else self._to_probabilities(scores))[0]
-                best = int(row.argmax())
-                return [[Prediction(self.labels[best], float(row[best]))]]
+                best = row.argmax()  # a numpy integer indexes the list; item() gives a Python float in one call
+                return [[Prediction(self.labels[best], row.item(best))]]
         if not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be between 1 and {len(self.labels)} (the number of labels), not {top_k}")
         probabilities = self.predict_proba(texts, batch_size)
