@@ -8,7 +8,8 @@ cached per word): ~0.005 ms in a tight loop, 0.045-0.07 ms right after a session
 only where it gives the Rust tokenizer's ids exactly: a tokenizer whose normaliser, pre-tokeniser,
 model and template are BERT's (MiniLM, MPNet, BERT, DistilBERT), on text that is printable ASCII
 and holds no special token. Anything else — other tokenizers, accents, CJK, control characters,
-"[MASK]" in the text — returns None and the caller uses `tokenizers`. Tests compare both on every Banking77 and SST-2 text.
+"[MASK]" in the text — returns None and the caller uses `tokenizers`. Tests compare both on every
+Banking77 and SST-2 text.
 """
 
 from __future__ import annotations
