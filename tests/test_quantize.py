@@ -12,7 +12,7 @@ import pytest
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
-from edgetune.quantize.run import _choose, _row, quantize
+from edgetune.quantize.run import _choose, _reason, _row, quantize
 from edgetune.quantize.variants import VARIANTS
 
 # The op types that prove a variant really is what its name says.
@@ -140,6 +140,25 @@ def test_near_equal_latencies_are_a_tie_won_by_accuracy():
     assert _choose(rows, config) == "dynamic-int8"
 
 
+def test_head_to_head_timing_decides_among_the_contenders():
+    """The contenders' own round overrides the noisier first pass, with its tighter tie margin."""
+    config = QuantizeConfig(max_accuracy_drop=0.5)
+    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
+    rows = {
+        "fp32": _row(reference, reference, config),
+        "dynamic-int8": _row(_evaluation("dynamic-int8", 0.897, 2.04, {"a": 0.9, "b": 0.85}), reference, config),
+        "dynamic-int8-per-channel": _row(_evaluation("dynamic-int8-per-channel", 0.90, 2.00, {"a": 0.9, "b": 0.9}),
+                                         reference, config),
+    }
+    assert _choose(rows, config) == "dynamic-int8-per-channel"  # first pass: a tie at best
+    rows["dynamic-int8"]["head_to_head_p50_ms"] = 1.90
+    rows["dynamic-int8-per-channel"]["head_to_head_p50_ms"] = 1.96  # 3% slower head to head: not a tie
+    assert _choose(rows, config) == "dynamic-int8"
+    rows["dynamic-int8-per-channel"]["head_to_head_p50_ms"] = 1.92  # 1%: a tie, won by accuracy
+    assert _choose(rows, config) == "dynamic-int8-per-channel"
+    assert "head to head" in _reason(rows, "dynamic-int8-per-channel", config)
+
+
 def test_dynamic_int8_folds_the_gelu_bias_into_the_quantised_matmul(tmp_path, tiny_export_dir):
     """The exported graph fuses each FFN bias into BiasGelu; the dynamic variant hands it to the
     quantised MatMul instead, so ONNX Runtime runs DynamicQuantizeMatMul (with bias) + Gelu."""
@@ -195,3 +214,22 @@ def test_interleaved_timing_shuffles_turns_and_feeds_every_text_to_every_session
     assert sorted(timed) == sorted((name, index) for name in "abc" for index in range(40))
     firsts = {timed[3 * index][0] for index in range(40)}
     assert firsts == set("abc"), firsts
+
+
+def test_only_the_contenders_are_timed_again_head_to_head(tiny_export_dir):
+    from transformers import AutoTokenizer
+
+    from edgetune.export.parity import encode_batches
+    from edgetune.onnx_session import session_for
+    from edgetune.quantize.run import _time_contenders_head_to_head
+
+    config = QuantizeConfig(max_accuracy_drop=100.0)
+    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
+    rows = {name: _row(_evaluation(name, 0.9, p50, {"a": 0.9, "b": 0.9}), reference, config)
+            for name, p50 in (("a", 1.0), ("b", 1.05), ("c", 1.2))}
+    rows["fp32"] = _row(reference, reference, config)
+    sessions = {name: session_for(tiny_export_dir / "model.onnx", 1, {}) for name in rows}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_export_dir)
+    _time_contenders_head_to_head(rows, sessions, encode_batches(tokenizer, ["I lost my card", "hello"], 1, 32))
+    assert rows["a"]["head_to_head_p50_ms"] > 0 and rows["b"]["head_to_head_p50_ms"] > 0
+    assert "head_to_head_p50_ms" not in rows["c"] and "head_to_head_p50_ms" not in rows["fp32"]
