@@ -78,7 +78,7 @@ class Bundle:
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
         # The batch-1 path calls the session's compiled binding directly. `InferenceSession.run` first
         # checks in Python that the feed names every input, that no OrtValue in it is borrowed and that
-        # no graph capture is asked for: always true of the feeds built here, and ~5 us of the overhead
+        # no graph capture is asked for: always true of the feeds built here, and ~7 us of the overhead
         # right after a session run. Only with the CPU provider alone, since the public `run` also
         # retries on a fallback provider when another one fails.
         binding = getattr(self.session, "_sess", None)
