@@ -124,17 +124,24 @@ def test_variants_are_measured_with_the_session_tuning_the_export_recorded(quant
     assert json.loads((output / "edgetune.json").read_text())["session"] == export_tuning
 
 
+def _int8_rows(config: QuantizeConfig, per_tensor_p50: float, per_channel_p50: float) -> dict[str, dict]:
+    """fp32 at 4 ms; per-tensor int8 losing 0.3 points (and class b), per-channel int8 losing nothing."""
+    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
+    return {
+        "fp32": _row(reference, reference, config),
+        "dynamic-int8": _row(_evaluation("dynamic-int8", 0.897, per_tensor_p50, {"a": 0.9, "b": 0.85}), reference,
+                             config),
+        "dynamic-int8-per-channel": _row(_evaluation("dynamic-int8-per-channel", 0.90, per_channel_p50,
+                                                     {"a": 0.9, "b": 0.9}), reference, config),
+    }
+
+
 def test_near_equal_latencies_are_a_tie_won_by_accuracy():
     config = QuantizeConfig(max_accuracy_drop=0.5)
+    rows = _int8_rows(config, per_tensor_p50=2.00, per_channel_p50=2.04)
     reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
-    rows = {
-        "fp32": _row(reference, reference, config),
-        "dynamic-int8": _row(_evaluation("dynamic-int8", 0.897, 2.00, {"a": 0.9, "b": 0.85}), reference, config),
-        "dynamic-int8-per-channel": _row(_evaluation("dynamic-int8-per-channel", 0.90, 2.04, {"a": 0.9, "b": 0.9}),
-                                         reference, config),
-        "static-qop-minmax": _row(_evaluation("static-qop-minmax", 0.90, 2.5, {"a": 0.9, "b": 0.9}), reference,
-                                  config),
-    }
+    rows["static-qop-minmax"] = _row(_evaluation("static-qop-minmax", 0.90, 2.5, {"a": 0.9, "b": 0.9}), reference,
+                                     config)
     assert _choose(rows, config) == "dynamic-int8-per-channel"  # 2% slower: a tie, and it loses nothing
     rows["dynamic-int8-per-channel"]["p50_ms"] = 2.2  # 10% slower: no longer a tie
     assert _choose(rows, config) == "dynamic-int8"
@@ -143,13 +150,7 @@ def test_near_equal_latencies_are_a_tie_won_by_accuracy():
 def test_head_to_head_timing_decides_among_the_contenders():
     """The contenders' own round overrides the noisier first pass, with its tighter tie margin."""
     config = QuantizeConfig(max_accuracy_drop=0.5)
-    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
-    rows = {
-        "fp32": _row(reference, reference, config),
-        "dynamic-int8": _row(_evaluation("dynamic-int8", 0.897, 2.04, {"a": 0.9, "b": 0.85}), reference, config),
-        "dynamic-int8-per-channel": _row(_evaluation("dynamic-int8-per-channel", 0.90, 2.00, {"a": 0.9, "b": 0.9}),
-                                         reference, config),
-    }
+    rows = _int8_rows(config, per_tensor_p50=2.04, per_channel_p50=2.00)
     assert _choose(rows, config) == "dynamic-int8-per-channel"  # first pass: a tie at best
     rows["dynamic-int8"]["head_to_head_p50_ms"] = 1.90
     rows["dynamic-int8-per-channel"]["head_to_head_p50_ms"] = 1.96  # 3% slower head to head: not a tie

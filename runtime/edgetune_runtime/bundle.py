@@ -76,7 +76,7 @@ class Bundle:
                               f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
                               ) from None
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
-        # The batch-1 path calls the session's compiled binding directly. `InferenceSession.run` first
+        # The batch-1 paths call the session's compiled binding directly. `InferenceSession.run` first
         # checks in Python that the feed names every input, that no OrtValue in it is borrowed and that
         # no graph capture is asked for: always true of the feeds built here, and ~7 us of the overhead
         # right after a session run. Only with the CPU provider alone, since the public `run` also
@@ -166,7 +166,7 @@ class Bundle:
         if len(texts) == 1:
             # The latency path: no sorting, no padding, and the tokenizer works on this thread
             # instead of handing one text to its thread pool.
-            scores = self.session.run(self._output_names, self._features.single(*self.token_ids(texts[0])))[0]
+            scores = self._run_batch1(self._output_names, self._features.single(*self.token_ids(texts[0])), None)[0]
             return scores if self._to_probabilities is None else self._to_probabilities(scores)
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype=numpy.float32)
