@@ -34,9 +34,9 @@ def test_bundle_holds_everything_a_device_needs(bundle_dir):
     assert {"model.onnx", "model.ort", "required_operators.config", "tokenizer.json", "labels.json",
             "golden.json", "README.md", "manifest.json"} == names
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["task"] == "text-classification"
+    assert manifest["format_version"] == 2 and manifest["task"] == "text-classification"
     assert set(manifest["files"]) == names - {"manifest.json"}
-    assert manifest["preprocessing"]["pad_token"] == "[PAD]"
+    assert manifest["classification"]["pad_token"] == "[PAD]"
     assert manifest["provenance"]["data_fingerprint"] and manifest["tuned_for"]["execution_provider"]
     assert len(json.loads((bundle_dir / "golden.json").read_text())) == 6
     card = (bundle_dir / "README.md").read_text()
@@ -91,7 +91,7 @@ def test_background_sha256_is_the_sha256(tmp_path):
 def test_edited_manifest_is_refused(bundle_dir, tmp_path):
     copy = _copy(bundle_dir, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["postprocessing"]["labels"][0] = "something_else"
+    manifest["classification"]["labels"][0] = "something_else"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="manifest was modified"):
         Bundle.load(copy)
@@ -175,7 +175,7 @@ def test_the_bundled_graph_outputs_probabilities_equal_to_a_softmax_of_its_logit
     import onnxruntime
 
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    assert manifest["postprocessing"]["probabilities_output"] == "probabilities"
+    assert manifest["classification"]["probabilities_output"] == "probabilities"
     assert [output["name"] for output in manifest["outputs"]] == ["logits", "probabilities"]
     bundle = Bundle.load(bundle_dir)
     texts = ["where is my card", "refund please", "x"]
@@ -194,7 +194,7 @@ def test_a_bundle_that_hands_over_logits_gets_the_softmax_from_the_runtime(bundl
 
     copy = _copy(bundle_dir, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    del manifest["postprocessing"]["probabilities_output"]
+    del manifest["classification"]["probabilities_output"]
     (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
     texts = ["where is my card", "refund please", "x"]
     from_graph, from_runtime = Bundle.load(bundle_dir), Bundle.load(copy)
@@ -207,7 +207,7 @@ def test_a_bundle_that_hands_over_logits_gets_the_softmax_from_the_runtime(bundl
 def test_a_probabilities_output_the_model_lacks_is_refused(bundle_dir, tmp_path):
     copy = _copy(bundle_dir, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["postprocessing"]["probabilities_output"] = "scores"
+    manifest["classification"]["probabilities_output"] = "scores"
     (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
     with pytest.raises(BundleError, match="probabilities_output 'scores' is not an output of the model"):
         Bundle.load(copy)

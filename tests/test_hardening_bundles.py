@@ -78,7 +78,7 @@ def _flip_model_byte(bundle: Path, tmp: Path) -> Path:
 
 def _edit_manifest_labels(bundle: Path, tmp: Path) -> Path:
     manifest = _manifest(bundle)
-    manifest["postprocessing"]["labels"][0] = "transfer_all_money"
+    manifest["classification"]["labels"][0] = "transfer_all_money"
     _write_manifest(bundle, manifest, seal=False)
     return bundle
 
@@ -148,7 +148,7 @@ def _tokenizer_outside_unlisted(bundle: Path, tmp: Path) -> Path:
     # The tokenizer path is read from the manifest: it must be a listed (hashed) file of the bundle.
     shutil.copy2(bundle / "tokenizer.json", tmp / "evil-tokenizer.json")
     manifest = _manifest(bundle)
-    manifest["preprocessing"]["tokenizer"] = "../evil-tokenizer.json"
+    manifest["tokenizer"] = "../evil-tokenizer.json"
     _write_manifest(bundle, manifest)
     return bundle
 
@@ -173,7 +173,7 @@ def _resealed_tokenizer_is_garbage(bundle: Path, tmp: Path) -> Path:
 
 def _resealed_labels_do_not_fit_the_model(bundle: Path, tmp: Path) -> Path:
     manifest = _manifest(bundle)
-    manifest["postprocessing"]["labels"] = manifest["postprocessing"]["labels"][:2]
+    manifest["classification"]["labels"] = manifest["classification"]["labels"][:2]
     _write_manifest(bundle, manifest)
     return bundle
 
@@ -376,7 +376,7 @@ def test_resealed_malformed_golden_examples_are_one_line_on_verify(bundle_dir, t
     """A re-sealed bundle passes its hashes; `verify` must still refuse a golden file it cannot read."""
     copy = tmp_path / "bundle"
     shutil.copytree(bundle_dir, copy)
-    label = _manifest(copy)["postprocessing"]["labels"][0]
+    label = _manifest(copy)["classification"]["labels"][0]
     (copy / "golden.json").write_text(golden.replace("LABEL", label))
     _reseal_with_file(copy, "golden.json")
     result = CliRunner().invoke(runtime_cli, ["verify", str(copy)])

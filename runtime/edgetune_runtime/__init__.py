@@ -7,4 +7,4 @@ onnxruntime, numpy and tokenizers only, so it can ship inside an app; it never i
 __version__ = "0.1.0"
 
 # Bundles carry this number in their manifest; a runtime refuses bundles newer than it knows.
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2

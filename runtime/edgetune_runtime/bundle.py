@@ -21,7 +21,7 @@ import numpy
 from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.features import FeatureBuilder
 from edgetune_runtime.hashing import BackgroundSha256, sha256_file
-from edgetune_runtime.manifest import MANIFEST_FILE, validate_manifest
+from edgetune_runtime.manifest import MANIFEST_FILE, _from_format_1, validate_manifest
 from edgetune_runtime.session import DEFAULT_PROVIDERS, create_session
 from edgetune_runtime.wordpiece import AsciiWordPiece
 
@@ -54,12 +54,14 @@ class Bundle:
         self._keepalive = keepalive  # the temporary folder of an extracted zip lives as long as we do
         where = str(directory / MANIFEST_FILE)
         try:
-            preprocessing, postprocessing = manifest["preprocessing"], manifest["postprocessing"]
-            self.labels: list[str] = list(postprocessing["labels"])
-            self.max_length: int = int(preprocessing["max_length"])
-            tokenizer_file, pad_id = preprocessing["tokenizer"], int(preprocessing["pad_id"])
+            if manifest.get("format_version") == 1:
+                manifest = _from_format_1(manifest)
+            section = manifest["classification"]
+            self.labels: list[str] = list(section["labels"])
+            self.max_length: int = int(section["max_length"])
+            tokenizer_file, pad_id = manifest["tokenizer"], int(section["pad_id"])
         except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(f"{where}: the manifest lacks pre- or post-processing key {error}") from None
+            raise BundleError(f"{where}: the manifest lacks classification key {error}") from None
         if not self.labels or self.max_length < 1:
             raise BundleError(f"{where}: the manifest needs at least one label and a max_length of at least 1")
         model_path = directory / manifest["model"]
@@ -87,9 +89,9 @@ class Bundle:
         outputs = {output.name: output for output in self.session.get_outputs()}
         # `edgetune bundle` puts the softmax in the graph (cheaper there: see the toolchain's
         # bundle/probabilities.py); a bundle naming no probabilities output hands over logits instead.
-        probabilities_output = postprocessing.get("probabilities_output")
+        probabilities_output = section.get("probabilities_output")
         if probabilities_output is not None and probabilities_output not in outputs:
-            raise BundleError(f"{where}: postprocessing.probabilities_output {probabilities_output!r} is not an "
+            raise BundleError(f"{where}: classification.probabilities_output {probabilities_output!r} is not an "
                               f"output of the model (outputs: {', '.join(outputs)})")
         scores = outputs[probabilities_output] if probabilities_output else next(iter(outputs.values()))
         self._output_names = [scores.name]

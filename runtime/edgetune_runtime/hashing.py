@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from pathlib import Path
 
@@ -16,6 +17,16 @@ def sha256_file(path: str | Path) -> str:
         while chunk := handle.read(_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_json(payload: object) -> str:
+    """sha256 of `payload`'s canonical JSON (sorted keys, no spaces): equal data, equal digest."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return sha256_bytes(canonical.encode("utf-8", "surrogatepass"))
 
 
 class BackgroundSha256:

@@ -1,13 +1,19 @@
-"""The bundle manifest: its schema, its format version and its own checksum.
+"""The bundle manifest: one typed definition (`BundleManifest`), its format version and its own checksum.
 
 `manifest.json` lists the sha256 of every other file; its own digest (over its canonical JSON
 without the `manifest_sha256` key) is stored inside it, so an edited manifest is detected too.
+The toolchain writes bundles through `BundleManifest` and the runtime reads them back through it,
+so the two sides cannot disagree on a key. Task-neutral keys sit at the top; what only one task
+needs sits in that task's section (`classification: {labels, ...}`), named by the task registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass, field
+from typing import Any
 
 from edgetune_runtime import BUNDLE_FORMAT_VERSION
 from edgetune_runtime.errors import BundleError
@@ -23,7 +29,6 @@ REQUIRED_KEYS: dict[str, type] = {
     "files": dict,
     "manifest_sha256": str,
 }
-SUPPORTED_TASKS = ("text-classification",)
 
 
 def manifest_digest(manifest: dict) -> str:
@@ -55,9 +60,11 @@ def validate_manifest(manifest: object, where: str) -> dict:
         raise BundleError(f"{where}: bundle format {version} is not a valid version")
     if manifest_digest(manifest) != manifest["manifest_sha256"]:
         raise BundleError(f"{where}: the manifest was modified after the bundle was sealed (checksum mismatch)")
-    if manifest["task"] not in SUPPORTED_TASKS:
+    from edgetune_runtime.tasks import registered_tasks
+
+    if manifest["task"] not in registered_tasks():
         raise BundleError(f"{where}: task {manifest['task']!r} is not supported by this runtime "
-                          f"(supported: {', '.join(SUPPORTED_TASKS)})")
+                          f"(supported: {', '.join(registered_tasks())})")
     if manifest["model"] not in manifest["files"]:
         raise BundleError(f"{where}: the model file {manifest['model']!r} is not listed in the manifest's files")
     # Every file the runtime opens must be one whose sha256 was checked: a re-sealed manifest could
@@ -70,9 +77,92 @@ def validate_manifest(manifest: object, where: str) -> dict:
 
 
 def _files_read_by_the_runtime(manifest: dict) -> list[tuple[str, object]]:
-    preprocessing = manifest.get("preprocessing")
-    postprocessing = manifest.get("postprocessing")
-    referenced = [("tokenizer", preprocessing.get("tokenizer") if isinstance(preprocessing, dict) else None),
-                  ("labels", postprocessing.get("labels_file") if isinstance(postprocessing, dict) else None),
-                  ("golden examples", manifest.get("golden")), ("ORT model", manifest.get("model_ort"))]
+    from edgetune_runtime.tasks import section_files
+
+    if manifest["format_version"] == 1:
+        manifest = _from_format_1(manifest)
+    referenced = [("tokenizer", manifest.get("tokenizer")), ("golden examples", manifest.get("golden")),
+                  ("ORT model", manifest.get("model_ort")), *section_files(manifest)]
     return [(role, name) for role, name in referenced if name is not None]
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """The typed contents of `manifest.json` (format 2).
+
+    `section` is the task's own part, stored under the key its task registers
+    (`edgetune_runtime.tasks.section_key`): `{"classification": {"labels": [...], ...}}`.
+    """
+
+    task: str
+    """Registered task name (`text-classification`, ...): picks the class `Bundle.load` returns."""
+    model: str
+    """The ONNX graph's file name."""
+    tokenizer: str
+    """The tokenizer.json file name."""
+    inputs: list[dict]
+    """Graph inputs: name, dtype and shape (dynamic axes by name)."""
+    outputs: list[dict]
+    """Graph outputs, as `inputs`."""
+    section: dict[str, Any]
+    """What only this task reads (labels and max_length for classification)."""
+    files: dict[str, str] = field(default_factory=dict)
+    """File name -> sha256 of every other file in the bundle."""
+    opset: int | None = None
+    model_ort: str | None = None
+    """model.ort for ONNX Runtime mobile/minimal builds, when shipped."""
+    golden: str | None = None
+    """Golden examples file: inputs with the outputs the toolchain computed, checked by `verify`."""
+    golden_tolerance: float = 0.02
+    session: dict[str, Any] = field(default_factory=dict)
+    """Session tuning measured by the toolchain: disabled_optimizers, config_entries."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tuned_for: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = BUNDLE_FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        """The JSON-ready manifest, the task's section under its registered key, unsealed."""
+        from edgetune_runtime.tasks import section_key
+
+        body = {item.name: getattr(self, item.name) for item in dataclasses.fields(self) if item.name != "section"}
+        body[section_key(self.task)] = self.section
+        return json.loads(json.dumps(body))  # plain JSON types only (tuples become lists)
+
+    def sealed(self) -> dict:
+        """`to_dict()` with its digest filled in: what the toolchain writes as manifest.json."""
+        return seal_manifest(self.to_dict())
+
+    def replace(self, **changes: Any) -> BundleManifest:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, manifest: dict, where: str) -> BundleManifest:
+        """Validate a sealed manifest (`validate_manifest`) and type it; a format-1 manifest is read too."""
+        from edgetune_runtime.tasks import section_key
+
+        validate_manifest(manifest, where)
+        if manifest["format_version"] == 1:
+            manifest = _from_format_1(manifest)
+        key = section_key(manifest["task"])
+        section = manifest.get(key)
+        if not isinstance(section, dict):
+            raise BundleError(f"{where}: the manifest has no {key!r} section for task {manifest['task']!r}")
+        known = {item.name for item in dataclasses.fields(cls)}
+        values = {name: value for name, value in manifest.items() if name in known and value is not None}
+        if not isinstance(values.get("tokenizer"), str):
+            raise BundleError(f"{where}: manifest key 'tokenizer' should name the tokenizer file")
+        try:
+            return cls(section=section, **values)
+        except TypeError as error:
+            raise BundleError(f"{where}: the manifest is malformed ({error})") from None
+
+
+def _from_format_1(manifest: dict) -> dict:
+    """Format 1 (classification only) kept pre- and post-processing at the top; format 2 has a section."""
+    preprocessing = manifest.get("preprocessing") if isinstance(manifest.get("preprocessing"), dict) else {}
+    postprocessing = manifest.get("postprocessing") if isinstance(manifest.get("postprocessing"), dict) else {}
+    section = {key: value for key, value in {**preprocessing, **postprocessing}.items()
+               if key not in ("tokenizer", "type")}
+    rest = {key: value for key, value in manifest.items() if key not in ("preprocessing", "postprocessing")}
+    return rest | {"tokenizer": preprocessing.get("tokenizer"), "classification": section}

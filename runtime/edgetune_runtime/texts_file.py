@@ -15,7 +15,8 @@ from pathlib import Path
 
 from edgetune_runtime.errors import InputError
 
-# The same names the toolchain recognises, so a file that trained a model also benchmarks it.
+# Tried in order when no column is named; the toolchain's data loader uses these same lists
+# (Banking77: text/category, SST-2: sentence or content/label, Bitext: instruction/intent).
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "utterance", "query", "instruction", "review", "document")
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "category", "intent", "class", "target")
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")

@@ -20,10 +20,9 @@ from edgetune.errors import EdgetuneError
 from edgetune.export.heldout import heldout_split
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
 from edgetune.stage_manifest import read_stage_manifest
-from edgetune_runtime import BUNDLE_FORMAT_VERSION
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.hashing import sha256_file
-from edgetune_runtime.manifest import MANIFEST_FILE, seal_manifest
+from edgetune_runtime.manifest import MANIFEST_FILE, BundleManifest
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -67,12 +66,12 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
             _convert_to_ort(staging)
         manifest = _manifest(stage, source_dir, staging, labels, config)
         if probabilities_output:
-            manifest["postprocessing"]["probabilities_output"] = probabilities_output
-        _write_golden(staging, manifest, golden_texts)
-        manifest["golden"] = GOLDEN_FILE
-        (staging / "README.md").write_text(model_card(manifest, variants), encoding="utf-8")
-        manifest["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        manifest = seal_manifest(manifest)
+            manifest.section["probabilities_output"] = probabilities_output
+        _write_golden(staging, manifest.to_dict(), golden_texts)
+        manifest = manifest.replace(golden=GOLDEN_FILE)
+        (staging / "README.md").write_text(model_card(manifest.to_dict(), variants), encoding="utf-8")
+        manifest = manifest.replace(files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()})
+        manifest = manifest.sealed()
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
         if zip_path is not None:
@@ -80,7 +79,7 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
     return BundleResult(output_dir, zip_path, manifest)
 
 
-def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], config: BundleConfig) -> dict:
+def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], config: BundleConfig) -> BundleManifest:
     from edgetune.export.onnx_export import graph_io
 
     special = _special_tokens(source_dir)
@@ -88,24 +87,23 @@ def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], c
     graph = graph_io(staging / MODEL_FILE)
     evaluation = stage.get("evaluation") or {}
     source = stage["source"]
-    return {
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "task": stage["task"],
-        "model": MODEL_FILE,
-        "model_ort": "model.ort" if (staging / "model.ort").is_file() else None,
-        "inputs": graph["inputs"],
-        "outputs": graph["outputs"],
-        "opset": graph["opset"],
-        "preprocessing": {"tokenizer": TOKENIZER_FILE, "max_length": stage["max_length"], "truncation": True,
-                          "padding": "longest in batch", **special},
-        "postprocessing": {"type": "softmax", "labels": labels, "labels_file": LABELS_FILE},
-        "metrics": {key: evaluation[key] for key in ("accuracy", "macro_f1", "p50_ms", "p90_ms", "size_mb")
-                    if key in evaluation} | ({"test": evaluation["test"]} if "test" in evaluation else {})
+    return BundleManifest(
+        task=stage["task"],
+        model=MODEL_FILE,
+        model_ort="model.ort" if (staging / "model.ort").is_file() else None,
+        tokenizer=TOKENIZER_FILE,
+        inputs=graph["inputs"],
+        outputs=graph["outputs"],
+        opset=graph["opset"],
+        section={"labels": labels, "labels_file": LABELS_FILE, "max_length": stage["max_length"],
+                 "truncation": True, "padding": "longest in batch", **special},
+        metrics={key: evaluation[key] for key in ("accuracy", "macro_f1", "p50_ms", "p90_ms", "size_mb")
+                 if key in evaluation} | ({"test": evaluation["test"]} if "test" in evaluation else {})
         or (source.get("metrics") or {}),
-        "tuned_for": {"variant": stage.get("variant", {}).get("name", "fp32"), "execution_provider":
-                      "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
-                      "architecture": machine["architecture"], "isa_flags": machine["isa_flags"]},
-        "provenance": {
+        tuned_for={"variant": stage.get("variant", {}).get("name", "fp32"), "execution_provider":
+                   "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
+                   "architecture": machine["architecture"], "isa_flags": machine["isa_flags"]},
+        provenance={
             "base_model": source.get("base_model"),
             "data_fingerprint": (source.get("data") or {}).get("fingerprint"),
             "source_manifest_sha256": sha256_file(source_dir / STAGE_MANIFEST),
@@ -113,9 +111,9 @@ def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], c
             "command": " ".join(sys.argv),
         },
         # Session settings the toolchain measured this graph with; the runtime applies them as data.
-        "session": stage.get("session", {}),
-        "golden_tolerance": config.golden_tolerance,
-    }
+        session=stage.get("session", {}),
+        golden_tolerance=config.golden_tolerance,
+    )
 
 
 def _special_tokens(source_dir: Path) -> dict:

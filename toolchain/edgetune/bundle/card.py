@@ -9,7 +9,7 @@ def model_card(manifest: dict, variants: dict[str, dict] | None) -> str:
     lines = [
         f"# {provenance.get('base_model', {}).get('name', 'model')} — {manifest['task']} bundle",
         "",
-        f"Labels: {len(manifest['postprocessing']['labels'])}. Max length: {manifest['preprocessing']['max_length']} "
+        f"Labels: {len(manifest['classification']['labels'])}. Max length: {manifest['classification']['max_length']} "
         f"tokens. Variant: `{manifest['tuned_for'].get('variant', 'fp32')}`, tuned on "
         f"{manifest['tuned_for'].get('cpu_model', 'unknown CPU')} ({manifest['tuned_for'].get('execution_provider')}).",
         "",

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgetune.errors import ConfigError
-
-# Tried in order when no column is named, covering the common public datasets
-# (Banking77: text/category, SST-2: sentence or content/label, Bitext: instruction/intent).
-TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "utterance", "query", "instruction", "review", "document")
-LABEL_COLUMN_CANDIDATES = ("label", "labels", "category", "intent", "class", "target")
+# Tried in order when no column is named: one list, the runtime's, so a file that trained a model also
+# benchmarks it.
+from edgetune_runtime.texts_file import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES  # noqa: F401
 
 
 @dataclass

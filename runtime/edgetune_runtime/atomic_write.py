@@ -1,0 +1,90 @@
+"""Atomic file writes: the one copy shared by the runtime and the toolchain.
+
+A file is written under a hidden temporary name in its destination folder (same filesystem, so the
+rename is atomic), flushed and fsync'd, given the permissions the umask allows (mkstemp makes it
+0600), and renamed into place; the folder is fsync'd too, so a power cut after the call returns
+keeps the new file. On any failure, a signal included, the temporary file is removed and the
+destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+TEMPORARY_MARK = ".tmp-"
+"""Every temporary name holds this, then the writer's pid: `.<name>.tmp-<pid>-<random>`."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a library that writes by file name (zipfile,
+    matplotlib, numpy); it replaces `path` when the block exits cleanly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY_MARK}{os.getpid()}-",
+                                             dir=path.parent)
+    os.close(descriptor)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        _fsync_file(temporary_path)
+        os.chmod(temporary_path, 0o666 & ~current_umask())
+        os.replace(temporary_path, path)
+        _fsync_directory(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Yield an open handle (`mode` "w" or "wb") whose contents replace `path` when the block exits cleanly."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
+    with atomic_path(path) as temporary, open(temporary, mode, encoding=None if "b" in mode else encoding,
+                                              newline=None if "b" in mode else "") as handle:
+        yield handle
+        handle.flush()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_file(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike, payload: object, *, indent: int | None = 2) -> None:
+    """Write `payload` as UTF-8 JSON (non-ASCII kept as is, a newline at the end)."""
+    write_text_atomic(path, json.dumps(payload, indent=indent, ensure_ascii=False, default=str) + "\n")
+
+
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Durability of the rename itself; not every platform can open a directory (Windows cannot).
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

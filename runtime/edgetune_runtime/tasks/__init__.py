@@ -1,0 +1,67 @@
+"""The runtime's task registry: which class runs a bundle of each task, and where its manifest section is.
+
+The envelope (open, verify the seal and every file's hash, make the session, drive the golden
+check) knows no task; `Bundle.load` reads `manifest["task"]` and returns the class registered
+for it. A new task is a module here plus one `register_task` call (tests may register their own).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from edgetune_runtime.errors import BundleError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    """The manifest's `task` value, e.g. `text-classification`."""
+    section: str
+    """The manifest key holding what only this task reads, e.g. `classification`."""
+    bundle_class: str
+    """`module:Class` of the bundle class that runs it; imported when such a bundle loads."""
+    section_files: tuple[str, ...] = ()
+    """Keys of the section that name bundle files the runtime opens (each must be a listed, hashed file)."""
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> None:
+    """Make bundles of `spec.name` loadable; registering a name again replaces it."""
+    _TASKS[spec.name] = spec
+
+
+def registered_tasks() -> tuple[str, ...]:
+    return tuple(_TASKS)
+
+
+def task_spec(task: str) -> TaskSpec:
+    try:
+        return _TASKS[task]
+    except KeyError:
+        raise BundleError(f"task {task!r} is not supported by this runtime "
+                          f"(supported: {', '.join(_TASKS)})") from None
+
+
+def section_key(task: str) -> str:
+    return task_spec(task).section
+
+
+def section_files(manifest: dict) -> list[tuple[str, object]]:
+    """(role, file name) of each file the task's section names, for the manifest's file checks."""
+    spec = _TASKS.get(manifest.get("task"))
+    section = manifest.get(spec.section) if spec else None
+    if not isinstance(section, dict):
+        return []
+    return [(key, section.get(key)) for key in spec.section_files]
+
+
+def bundle_class(task: str) -> type:
+    module, name = task_spec(task).bundle_class.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+register_task(TaskSpec("text-classification", "classification", "edgetune_runtime.bundle:Bundle",
+                       section_files=("labels_file",)))
