@@ -139,10 +139,20 @@ class BundleManifest:
     @classmethod
     def from_dict(cls, manifest: dict, where: str) -> BundleManifest:
         """Validate a sealed manifest (`validate_manifest`) and type it; a format-1 manifest is read too."""
+        validate_manifest(manifest, where)
+        return cls.parse(manifest, where)
+
+    @classmethod
+    def parse(cls, manifest: dict, where: str) -> BundleManifest:
+        """Type a manifest without checking its seal: for the toolchain's unsealed bundle while it is built.
+
+        Bundles read from disk go through `from_dict`, which validates first.
+        """
         from edgetune_runtime.tasks import section_key
 
-        validate_manifest(manifest, where)
-        if manifest["format_version"] == 1:
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("task"), str):
+            raise BundleError(f"{where}: the manifest names no task")
+        if manifest.get("format_version") == 1:
             manifest = _from_format_1(manifest)
         key = section_key(manifest["task"])
         section = manifest.get(key)

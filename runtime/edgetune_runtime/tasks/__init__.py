@@ -33,6 +33,11 @@ def register_task(spec: TaskSpec) -> None:
     _TASKS[spec.name] = spec
 
 
+def unregister_task(name: str) -> None:
+    """Forget task `name` (a test's toy task, once the test is done); unknown names are ignored."""
+    _TASKS.pop(name, None)
+
+
 def registered_tasks() -> tuple[str, ...]:
     return tuple(_TASKS)
 
@@ -59,9 +64,11 @@ def section_files(manifest: dict) -> list[tuple[str, object]]:
 
 
 def bundle_class(task: str) -> type:
+    """The class that runs bundles of `task`: `bundle_class(task)(directory, manifest_dict)` builds one
+    from checked files (the toolchain's unsealed staging folder); `Bundle.load(path)` verifies first."""
     module, name = task_spec(task).bundle_class.split(":")
     return getattr(importlib.import_module(module), name)
 
 
-register_task(TaskSpec("text-classification", "classification", "edgetune_runtime.bundle:Bundle",
-                       section_files=("labels_file",)))
+register_task(TaskSpec("text-classification", "classification",
+                       "edgetune_runtime.tasks.classification:ClassificationBundle", section_files=("labels_file",)))

@@ -1,0 +1,196 @@
+"""The task-neutral envelope of every bundle: open, verify, type the manifest, make the session, check golden examples.
+
+`Bundle.load(path)` opens a directory or a zip, checks the manifest's seal and every file's sha256,
+and returns an instance of the class the task registry names for `manifest["task"]`
+(`edgetune_runtime.tasks`). A task's class subclasses `Bundle` and supplies only its own parts:
+`_read_section` (its manifest section), `_prepare` (tokenizer, feeds), `_binding_probe_feeds` (one
+real feed, so the batch-1 runner can be chosen) and `_check_golden_example` (or `_golden_mismatches`
+for a whole batch at once), plus its prediction API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgetune_runtime.compiled_binding import SessionRun, batch1_runner
+from edgetune_runtime.errors import BundleError
+from edgetune_runtime.hashing import BackgroundSha256, sha256_file
+from edgetune_runtime.manifest import MANIFEST_FILE, BundleManifest, validate_manifest
+from edgetune_runtime.session import create_session
+from edgetune_runtime.tasks import bundle_class
+
+
+@dataclass
+class GoldenCheck:
+    checked: int
+    mismatches: list[dict]
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+class Bundle:
+    """A verified bundle, ready to run: use `Bundle.load(path)`, which returns the bundle's task class.
+
+    `Bundle(directory, manifest_dict, **session_kwargs)` builds one from files already checked (the
+    toolchain does this on its staging folder, before the manifest is sealed, to compute golden
+    outputs); called on `Bundle` itself it too returns the task's class, as does
+    `edgetune_runtime.tasks.bundle_class(task)(directory, manifest_dict)`, the documented spelling.
+    """
+
+    def __new__(cls, directory: Path, manifest: dict, **session_kwargs: Any) -> Bundle:
+        if cls is Bundle:  # the envelope alone runs nothing: build the task's class instead
+            task = manifest.get("task") if isinstance(manifest, dict) else None
+            if not isinstance(task, str):
+                raise BundleError(f"{Path(directory) / MANIFEST_FILE}: the manifest names no task")
+            cls = bundle_class(task)
+        return super().__new__(cls)
+
+    def __init__(self, directory: Path, manifest: dict, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 providers: Sequence[str] | None = None, session_options=None, keepalive: object = None) -> None:
+        self.directory = Path(directory)
+        self.manifest = manifest
+        """The manifest as read from manifest.json (a plain dict, as apps have always read it)."""
+        self._keepalive = keepalive  # the temporary folder of an extracted zip lives as long as we do
+        where = str(self.directory / MANIFEST_FILE)
+        self.typed_manifest = BundleManifest.parse(manifest, where)
+        self._read_section(self.typed_manifest.section, where)
+        model_path = self.directory / self.typed_manifest.model
+        try:
+            self.session = create_session(model_path, intra_op_threads=intra_op_threads,
+                                          inter_op_threads=inter_op_threads, providers=providers,
+                                          session_options=session_options, tuning=manifest.get("session"))
+        except Exception as error:
+            # A sealed bundle whose model is not a loadable graph (built wrong, or re-sealed by hand):
+            # ONNX Runtime's own exception types all derive from Exception, so they are told apart by module.
+            if not type(error).__module__.startswith("onnxruntime"):
+                raise
+            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model "
+                              f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
+                              ) from None
+        self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
+        self._prepare(where)
+        # One input's runner: ONNX Runtime's compiled binding when a probe now shows it equal to the public
+        # `run` (compiled_binding.py); `uses_compiled_binding` says which one predictions go through.
+        output_names, probe_feeds = self._binding_probe_feeds()
+        run_batch1, self.uses_compiled_binding = batch1_runner(self.session, output_names, probe_feeds)
+        self._run_batch1: SessionRun = run_batch1
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
+             providers: Sequence[str] | None = None, session_options=None) -> Bundle:
+        """Load a bundle directory or .zip, refusing it if any file or the manifest was changed.
+
+        Returns the class registered for the bundle's task (a `ClassificationBundle` for text
+        classification). `intra_op_threads`/`inter_op_threads` (0: ONNX Runtime chooses), `providers`
+        (default CPU) and `session_options` (an `onnxruntime.SessionOptions`) set up the session.
+        """
+        path = Path(path)
+        keepalive = None
+        if path.is_file():
+            keepalive = tempfile.TemporaryDirectory(prefix="edgetune-bundle-")
+            from edgetune_runtime.archive import safe_extract
+
+            directory = safe_extract(path, Path(keepalive.name))
+        elif path.is_dir():
+            directory = path
+        else:
+            raise BundleError(f"{path}: no such bundle (expected a directory or a .zip)")
+        manifest = verify_files(directory, defer_model=True)
+        # The model is the one large file: its sha256 is computed on another thread while ONNX Runtime
+        # builds the session, so cold start does not wait for the hash (~0.1 s for 23 MB on a CPU without
+        # SHA instructions). Both read the file from disk (the page cache serves the second read): reading
+        # it into memory once and loading from those bytes measured +38 MB of peak memory.
+        model_name = manifest["model"]
+        digest = BackgroundSha256(directory / model_name)
+        try:
+            task_class = bundle_class(manifest["task"])
+            if not issubclass(task_class, cls):
+                raise BundleError(f"{directory}: a {manifest['task']!r} bundle is a {task_class.__name__}, "
+                                  f"not a {cls.__name__}; load it with Bundle.load")
+            bundle = task_class(directory, manifest, intra_op_threads=intra_op_threads,
+                                inter_op_threads=inter_op_threads, providers=providers,
+                                session_options=session_options, keepalive=keepalive)
+        finally:
+            # Whatever happened while loading, a changed model is reported as such, not as what it broke.
+            _check_sha256(directory, model_name, digest.hexdigest(), manifest)
+        return bundle
+
+    def verify(self) -> GoldenCheck:
+        """Run the golden examples shipped in the bundle and report any disagreement."""
+        golden_name = self.manifest.get("golden")
+        if not golden_name:
+            raise BundleError(f"{self.directory}: the bundle ships no golden examples")
+        path = self.directory / golden_name
+        try:  # hashed with the bundle, but a re-sealed bundle can still carry a malformed file
+            examples = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(examples, list):
+                raise TypeError("the golden file is not a list of examples")
+            tolerance = float(self.manifest.get("golden_tolerance", 0.02))
+            parsed = [self._parse_golden_example(example) for example in examples]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise BundleError(f"{path}: the golden examples are malformed ({type(error).__name__}: {error})") from None
+        return GoldenCheck(len(examples), self._golden_mismatches(parsed, tolerance))
+
+    # --- what a task supplies -------------------------------------------------------------------------------
+
+    def _read_section(self, section: dict, where: str) -> None:
+        """Read the task's manifest section, raising `BundleError` (naming `where`) for what is missing."""
+
+    def _prepare(self, where: str) -> None:
+        """Set up what runs beside the session (tokenizer, feed builder), checking it fits the graph."""
+
+    def _binding_probe_feeds(self) -> tuple[list[str], dict | None]:
+        """Output names and one real feed for the batch-1 runner's probe; no feed: the public `run`."""
+        return [output.name for output in self.session.get_outputs()], None
+
+    def _parse_golden_example(self, example: object) -> Any:
+        """One golden example, checked and typed; raise ValueError/KeyError/TypeError if malformed."""
+        return example
+
+    def _golden_mismatches(self, examples: list, tolerance: float) -> list[dict]:
+        """The examples the bundle no longer reproduces; override to run them as one batch."""
+        return [mismatch for example in examples
+                if (mismatch := self._check_golden_example(example, tolerance)) is not None]
+
+    def _check_golden_example(self, example: Any, tolerance: float) -> dict | None:
+        """None if the bundle reproduces `example` within `tolerance`, else a dict describing the difference."""
+        raise NotImplementedError(f"{type(self).__name__} does not check golden examples")
+
+
+def verify_files(directory: Path, defer_model: bool = False) -> dict:
+    """Validate the manifest and the sha256 of every file it lists; refuse unlisted links.
+
+    With `defer_model` the model file's content hash is left to the caller (`Bundle.load` hashes
+    the model while it loads it); the model is still checked to exist and to stay inside.
+    """
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"{directory}: no {MANIFEST_FILE}; not an edgetune bundle")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
+    validate_manifest(manifest, str(manifest_path))
+    root = directory.resolve()
+    for name in manifest["files"]:
+        path = directory / name
+        if path.is_symlink() or not path.resolve().is_relative_to(root):
+            raise BundleError(f"{directory}: {name} is a link or points outside the bundle; refusing it")
+        if not path.is_file():
+            raise BundleError(f"{directory}: {name} is listed in the manifest but missing")
+        if not (defer_model and name == manifest["model"]):
+            _check_sha256(directory, name, sha256_file(path), manifest)
+    return manifest
+
+
+def _check_sha256(directory: Path, name: str, actual: str, manifest: dict) -> None:
+    if actual != manifest["files"][name]:
+        raise BundleError(f"{directory}: {name} does not match its sha256 in the manifest (changed or corrupt)")
