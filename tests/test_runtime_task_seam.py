@@ -153,3 +153,17 @@ def test_a_toy_section_missing_its_key_is_one_line_naming_the_manifest(toy_task,
     directory = _seal(tmp_path / "toy", manifest.replace(section={"notes_file": "notes.txt"}))
     with pytest.raises(BundleError, match=r"manifest.json: the manifest lacks scale key 'factor'"):
         Bundle.load(directory)
+
+
+def test_the_cli_verifies_a_toy_bundle_and_refuses_to_predict_labels_for_it(toy_task, tmp_path):
+    from click.testing import CliRunner
+
+    from edgetune_runtime.cli import main as runtime_cli
+
+    directory = _seal(tmp_path / "toy", _toy_manifest(tmp_path / "toy", GOLDEN))
+    verified = CliRunner().invoke(runtime_cli, ["verify", str(directory)])
+    assert verified.exit_code == 0 and "2 golden examples reproduce on this device" in verified.stdout
+    refused = CliRunner().invoke(runtime_cli, ["predict", str(directory), "some text"])
+    lines = refused.stderr.strip().splitlines()
+    assert refused.exit_code == 2 and len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "a 'toy-scale' bundle is a ScaleBundle, not a ClassificationBundle" in lines[0]

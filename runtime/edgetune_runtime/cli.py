@@ -70,15 +70,16 @@ def predict(bundle_path: str, texts: tuple[str, ...], input_path: str | None, te
             output_path: str | None, top_k: int, batch_size: int, threads: int, inter_op_threads: int,
             providers: tuple[str, ...]) -> None:
     """Print the top-k labels with probabilities, one JSON line per TEXT or per row of --input."""
-    from edgetune_runtime.bundle import Bundle
+    from edgetune_runtime.bundle import ClassificationBundle
     from edgetune_runtime.errors import InputError
 
     if bool(texts) == bool(input_path):
         raise InputError("give either TEXT arguments or --input FILE (not both, not neither)")
     if (text_column or output_path) and not input_path:
         raise InputError("--text-column and --output go with --input FILE")
-    bundle = Bundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
-                         providers=providers or None)
+    # Labels are classification's: a bundle of another task is refused in one line, after its checks.
+    bundle = ClassificationBundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
+                                       providers=providers or None)
     if input_path:
         from edgetune_runtime.file_predict import predict_file
 

@@ -114,7 +114,7 @@ class Bundle:
             task_class = bundle_class(manifest["task"])
             if not issubclass(task_class, cls):
                 raise BundleError(f"{directory}: a {manifest['task']!r} bundle is a {task_class.__name__}, "
-                                  f"not a {cls.__name__}; load it with Bundle.load")
+                                  f"not a {cls.__name__}; it cannot run here (Bundle.load opens any task)")
             bundle = task_class(directory, manifest, intra_op_threads=intra_op_threads,
                                 inter_op_threads=inter_op_threads, providers=providers,
                                 session_options=session_options, keepalive=keepalive)
