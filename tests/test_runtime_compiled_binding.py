@@ -72,6 +72,7 @@ def test_a_working_binding_is_used_and_the_public_run_is_the_reference(bundle_di
     bundle = Bundle.load(bundle_dir, intra_op_threads=1)
     assert isinstance(bundle, ClassificationBundle)
     assert bundle.uses_compiled_binding, "the probe refused ONNX Runtime's binding: the batch-1 path got slower"
+    assert bundle._run_batch1 == bundle.session._sess.run
     # The reference: the same bundle made to use the public `run` (the fallback's runner).
     public = Bundle.load(bundle_dir, intra_op_threads=1)
     public._run_batch1 = public.session.run

@@ -2,7 +2,10 @@
 
 The envelope (open, verify the seal and every file's hash, make the session, drive the golden
 check) knows no task; `Bundle.load` reads `manifest["task"]` and returns the class registered
-for it. A new task is a module here plus one `register_task` call (tests may register their own).
+for it. A new task is a module here plus one `register_task` call (tests may register their own):
+a subclass of `edgetune_runtime.envelope.Bundle` that implements the envelope's task hooks
+(`_read_section`, `_prepare`, `_binding_probe_feeds`, `_parse_golden_example`, `_check_golden_example`
+or `_golden_mismatches`) and its own prediction API; `tasks/classification.py` is the worked example.
 """
 
 from __future__ import annotations
