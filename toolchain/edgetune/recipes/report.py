@@ -5,8 +5,9 @@ MB); the fine-tuned PyTorch fp32 models (teacher and students) are the baselines
 on the same texts the same way (tokenise + forward, batch 1, the same thread count, the runtime's
 scorer). Every figure of a row comes from one pass: a bundle's accuracy, macro-F1 and per-class F1
 from its bench's batch-1 run, a baseline's from its own batch-1 pass; only throughput is timed at the
-largest batch. The points no other point beats on both accuracy and latency form the Pareto front. A second table lists every quantisation
-variant each quantize stage tried, as it scored them on the validation split.
+largest batch. The points no other point beats on both accuracy and latency form the Pareto front.
+A second table lists every quantisation variant each quantize stage tried, as it scored them on the
+validation split. Rows, table and plot are the shared `edgetune.report` ones.
 """
 
 from __future__ import annotations
@@ -85,18 +86,21 @@ def write_run_report(recipe: Recipe, result) -> list[Path]:
 
 def _bench_row(recipe: Recipe, name: str, outputs: dict[str, Path],
                baseline_per_class: dict[str, dict[str, float]]) -> ReportRow:
-    """Accuracy, macro-F1 and per-class F1 all from the bench's batch-1 run; throughput from its largest batch."""
-    result = json.loads((outputs[name] / "bench.json").read_text())
-    runs = [run for run in result["runs"] if run["threads"] == result["runs"][0]["threads"]]
+    trained = _trained_ancestor(recipe, name)
+    return bundle_row(json.loads((outputs[name] / "bench.json").read_text()), recipe.stages[name].input,
+                      baseline_per_class.get(trained) if trained else None)
+
+
+def bundle_row(bench_result: dict, name: str, baseline_per_class_f1: dict[str, float] | None) -> ReportRow:
+    """A bench result's row: accuracy, macro-F1 and per-class F1 (for the worst class's change against the
+    baseline) all from its batch-1 run, at its first thread count; throughput from its largest batch."""
+    runs = [run for run in bench_result["runs"] if run["threads"] == bench_result["runs"][0]["threads"]]
     batch1 = next(run for run in runs if run["batch_size"] == 1)
     largest = max(runs, key=lambda run: run["batch_size"])
-    trained = _trained_ancestor(recipe, name)
-    reference = baseline_per_class.get(trained) if trained else None
-    return ReportRow(name=recipe.stages[name].input, runs_on="edgetune-runtime",
-                     variant=result["bundle"].get("variant") or "?", accuracy=batch1["accuracy"],
-                     macro_f1=batch1["macro_f1"],
-                     worst_class_f1_change=worst_class_f1_change(batch1.get("per_class_f1"), reference),
-                     size_mb=result["bundle"]["size_mb"], p50_ms=batch1["p50_ms"], p90_ms=batch1["p90_ms"],
+    return ReportRow(name=name, runs_on="edgetune-runtime", variant=bench_result["bundle"].get("variant") or "?",
+                     accuracy=batch1["accuracy"], macro_f1=batch1["macro_f1"],
+                     worst_class_f1_change=worst_class_f1_change(batch1.get("per_class_f1"), baseline_per_class_f1),
+                     size_mb=bench_result["bundle"]["size_mb"], p50_ms=batch1["p50_ms"], p90_ms=batch1["p90_ms"],
                      throughput=largest["throughput_texts_per_s"], throughput_batch_size=largest["batch_size"])
 
 

@@ -63,8 +63,10 @@ def write_pareto_plot(rows: Sequence[ReportRow | dict], path: str | Path, *, tit
         row, on_front = rows[index], index in front
         label = row.name + (f"\n{row.variant or '?'}, {row.size_mb:.1f} MB" if size_by_mb and row.size_mb else "")
         # Front points carry the message; the others are labelled small and grey so they do not crowd it.
+        # Offset by the marker's radius (area is in points squared), so a large marker does not cover its label.
+        offset = area(index) ** 0.5 / 2 + 3
         axes.annotate(label, (points[index][1], points[index][0] * 100), textcoords="offset points",
-                      xytext=(8, 5 if on_front else -12), fontsize=8 if on_front else 6.5,
+                      xytext=(offset, 5 if on_front else -12), fontsize=8 if on_front else 6.5,
                       color="black" if on_front else "dimgray", fontweight="bold" if on_front else "normal")
     values = [points[i][1] for i in plotted]
     axes.margins(x=0.25, y=0.15)  # room for the labels right of the points
@@ -82,7 +84,10 @@ def write_pareto_plot(rows: Sequence[ReportRow | dict], path: str | Path, *, tit
     axes.grid(True, alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         # Below the axes, so it never hides a point.
-        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=7.5, frameon=False)
+        legend = axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=7.5, frameon=False)
+        for handle in legend.legend_handles:  # one legend marker size, whatever the size of the first model
+            if hasattr(handle, "set_sizes"):
+                handle.set_sizes([40])
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
