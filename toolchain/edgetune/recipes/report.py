@@ -55,6 +55,8 @@ def write_run_report(recipe: Recipe, result) -> list[Path]:
                 continue
             cache = run_dir / "baselines" / f"{name}-{keys[name][:12]}.json"
             # On the texts the bench scored (its count honours the bench's `limit`), in one pass.
+            log.info("PyTorch fp32 baseline %s: %d texts one at a time, %d thread(s) (cached per model)", name,
+                     first_bench["data"]["texts"], recipe.report.threads)
             baseline = measure_pytorch_baseline(outputs[name], texts_file, cache, recipe.report.threads, batch,
                                                 limit=first_bench["data"]["texts"])
             baseline_per_class[name] = baseline["per_class_f1"]
