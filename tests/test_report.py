@@ -106,3 +106,38 @@ def test_truncated_result_is_named(bench_results, tmp_path):
     path.write_text(json.dumps(payload))
     with pytest.raises(EdgetuneError, match=r"truncated.json: the bench result lacks 'p50_ms'"):
         rows_from_bench(path)
+
+
+def test_a_schema_1_result_without_per_class_f1_still_reads(bench_results, tmp_path):
+    payload = json.loads(bench_results[0].read_text())
+    assert payload["schema_version"] == 2 and all(run["per_class_f1"] for run in payload["runs"])
+    for run in payload["runs"]:
+        del run["per_class_f1"]  # what `edgetune-runtime bench` wrote before schema 2
+    payload["schema_version"] = 1
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(payload))
+    result = report([old, bench_results[1]], tmp_path / "report", ReportConfig())
+    assert [row.accuracy for row in rows_from_bench(old)] == [run["accuracy"] for run in payload["runs"]]
+    assert len(result.rows) == 8 and result.front
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(payload | {"schema_version": 3}))
+    with pytest.raises(EdgetuneError, match="bench schema version 3 is newer than this edgetune reads"):
+        rows_from_bench(newer)
+
+
+def test_one_plotter_sizes_markers_by_mb_and_sets_baselines_apart(tmp_path):
+    """The run report's plot: the same plotter, with marker area by MB and the PyTorch baselines as squares;
+    a baseline is on the front when nothing beats it."""
+    rows = [ReportRow("teacher", 0.93, 40.0, 420.0, runs_on="PyTorch", variant="fp32", baseline=True),
+            ReportRow("student", 0.90, 12.0, 86.0, runs_on="PyTorch", variant="fp32", baseline=True),
+            ReportRow("teacher", 0.925, 9.0, 105.0, runs_on="edgetune-runtime", variant="dynamic-int8"),
+            ReportRow("student", 0.895, 2.5, 22.0, runs_on="edgetune-runtime", variant="dynamic-int8"),
+            ReportRow("student", 0.88, 3.1, 43.0, runs_on="edgetune-runtime", variant="fp16")]
+    path = tmp_path / "run" / "pareto.png"
+    front = write_pareto_plot(rows, path, title="edgetune run: tiny", latency_label="batch-1 p50 (ms)",
+                              accuracy_label="test accuracy (%)", size_by_mb=True)
+    assert front == [3, 2, 0]  # fastest first; the fp16 student and the PyTorch student are beaten
+    assert path.read_bytes()[:8] == PNG_SIGNATURE and list(path.parent.iterdir()) == [path]  # no temporary left
+    table = format_table(rows)
+    assert table.splitlines()[0].startswith("| name | runs on | variant | accuracy |")
+    assert "| teacher | PyTorch | fp32 | 93.00% |" in table

@@ -15,7 +15,7 @@ from edgetune.bundle.config import BundleConfig
 from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION, BenchConfig, bench, format_table
 from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.errors import InputError
-from edgetune_runtime.scoring import accuracy, macro_f1
+from edgetune_runtime.scoring import accuracy, macro_f1, per_class_f1
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,13 @@ def test_bench_measures_every_setting_and_scores_like_predict(bundle_dir, small_
     texts, loaded = [row["text"] for row in rows], Bundle.load(bundle_dir)
     predicted = [top[0].label for start in range(0, len(texts), 4) for top in loaded.predict(texts[start:start + 4])]
     expected = [row["category"] for row in rows]
+    one_by_one = [loaded.predict([text])[0][0].label for text in texts]
     for run in payload["runs"]:
+        # Every figure of a run comes from that run's own predictions (batch 1: one text per call).
+        own = one_by_one if run["batch_size"] == 1 else predicted
+        assert run["per_class_f1"] == {label: round(f1, 4) for label, f1 in per_class_f1(expected, own).items()}
+        assert run["accuracy"] == round(accuracy(expected, own), 4)
+        assert run["macro_f1"] == round(macro_f1(expected, own), 4)
         assert 0 < run["p50_ms"] <= run["p90_ms"] <= run["p99_ms"] and run["throughput_texts_per_s"] > 0
         assert run["load_s"] > 0
         if run["batch_size"] == 1:

@@ -23,16 +23,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgetune_runtime import __version__
+from edgetune_runtime.atomic_write import write_json_atomic
 from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.cold_start import peak_rss_mb
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.errors import InputError
 from edgetune_runtime.latency import Timings, time_batch1, time_batches
-from edgetune_runtime.scoring import accuracy, macro_f1
+from edgetune_runtime.scoring import accuracy, macro_f1, per_class_f1
 from edgetune_runtime.texts_file import read_texts
 
 SCHEMA = "edgetune-runtime-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: every run carries `per_class_f1`, from the same predictions as its accuracy and macro-F1."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class BenchRun:
     throughput_texts_per_s: float
     accuracy: float
     macro_f1: float
+    per_class_f1: dict[str, float] | None = None
+    """F1 of every label expected or predicted, from the same predictions as `accuracy` and `macro_f1`."""
     raw_ort_p50_ms: float | None = None
     """Batch 1: `session.run` alone on pre-tokenised input, timed interleaved with the runtime's calls."""
     overhead_ms: float | None = None
@@ -118,12 +122,9 @@ class BenchResult:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **asdict(self)}
 
     def write(self, path: str | Path) -> Path:
-        """Write the JSON result through a temporary file and a rename."""
+        """Write the JSON result atomically (a half-written result never sits at `path`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
+        write_json_atomic(path, self.to_dict())
         return path
 
 
@@ -166,7 +167,8 @@ def _run(threads: int, batch_size: int, load_s: float, timings: Timings, labels:
                    p90_ms=timings.percentile_ms(90), p99_ms=timings.percentile_ms(99),
                    throughput_texts_per_s=timings.throughput_texts_per_s,
                    accuracy=round(accuracy(labels, timings.predicted), 4),
-                   macro_f1=round(macro_f1(labels, timings.predicted), 4))
+                   macro_f1=round(macro_f1(labels, timings.predicted), 4),
+                   per_class_f1={label: round(f1, 4) for label, f1 in per_class_f1(labels, timings.predicted).items()})
     if timings.raw_ort_ms is not None:
         run.raw_ort_p50_ms = timings.percentile_ms(50, timings.raw_ort_ms)
         run.overhead_ms = timings.percentile_ms(50, [call - raw for call, raw in zip(timings.call_ms,

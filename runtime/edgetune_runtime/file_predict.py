@@ -7,16 +7,14 @@ temporary file beside it, renamed into place only when every row has been predic
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from edgetune_runtime.atomic_write import atomic_file
 from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.errors import InputError
 from edgetune_runtime.texts_file import TextRow, read_texts
@@ -49,16 +47,8 @@ def predict_file(bundle: Bundle, input_path: str | Path, output_path: str | Path
     output_path = Path(output_path)
     if output_path.resolve() == Path(input_path).resolve():
         raise InputError(f"{output_path}: the output would overwrite the input; choose another --output")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{output_path.name}.", dir=output_path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            count = _write(bundle, rows, handle, top_k, batch_size)
-        os.replace(temporary, output_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_file(output_path, "w") as handle:
+        count = _write(bundle, rows, handle, top_k, batch_size)
     return FilePredictResult(count, output_path)
 
 

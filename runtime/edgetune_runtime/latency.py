@@ -1,13 +1,16 @@
-"""Timing loops of `edgetune-runtime bench`: batch-1 latency beside raw ONNX Runtime, and batched throughput."""
+"""What `edgetune-runtime bench` times: batch-1 latency beside raw ONNX Runtime, and batched throughput.
+
+Both go through the one timing loop, `edgetune_runtime.timing.interleaved_timings`.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy
 
 from edgetune_runtime.bundle import Bundle
+from edgetune_runtime.timing import interleaved_timings
 
 
 @dataclass
@@ -20,7 +23,7 @@ class Timings:
     raw_ort_ms: list[float] | None = None
     """Batch 1 only: `session.run` alone on the same pre-tokenised text, timed beside each call."""
     tokenize_ms: list[float] | None = None
-    """Batch 1 only: the tokenizer alone on one text, right after a `session.run` (as inside predict)."""
+    """Batch 1 only: the tokenizer alone on one text, taking its turn beside the two calls above."""
 
     def percentile_ms(self, q: float, values: list[float] | None = None) -> float:
         return round(float(numpy.percentile(values if values is not None else self.call_ms, q)), 4)
@@ -31,48 +34,34 @@ class Timings:
 
 
 def time_batch1(bundle: Bundle, texts: list[str], warmup: int) -> Timings:
-    """`bundle.predict([text])` for each text, interleaved with `session.run` on its pre-tokenised input.
+    """`bundle.predict([text])` for each text, in shuffled turns with `session.run` on its pre-tokenised
+    input and with the tokenizer alone on it.
 
-    Both run on the same session, one right after the other, alternating which goes first, so
-    a noisy neighbour or a cold cache hits both alike; the difference is the runtime's own cost
-    (tokenising, building arrays, softmax, top-k, result objects).
+    All three run on the same text one right after another, so a noisy neighbour or a cold cache
+    hits them alike; predict minus raw is the runtime's own cost (tokenising, building arrays,
+    softmax, top-k, result objects), and the tokenizer's turn, most often right after a session
+    run, finds the caches about as cold as predict's own tokenising does.
     """
     feeds = [bundle.encode([text]) for text in texts]  # what a user who tokenised ahead would pass
     session = bundle.session
-    for text, feed in zip(texts[:warmup], feeds[:warmup], strict=True):
-        bundle.predict([text])
-        session.run(None, feed)
-    call_ms, raw_ms, tokenize_ms, predicted = [], [], [], []
-    clock = time.perf_counter
-    for index, (text, feed) in enumerate(zip(texts, feeds, strict=True)):
-        if index % 2:
-            started = clock()
-            session.run(None, feed)
-            raw_ms.append((clock() - started) * 1000)
-        started = clock()
-        top = bundle.predict([text])
-        call_ms.append((clock() - started) * 1000)
-        if not index % 2:
-            started = clock()
-            session.run(None, feed)
-            raw_ms.append((clock() - started) * 1000)
-            # The share of the overhead that is tokenising's, with caches as cold as predict finds them.
-            started = clock()
-            bundle.token_ids(text)
-            tokenize_ms.append((clock() - started) * 1000)
-        predicted.append(top[0][0].label)
-    return Timings(call_ms, len(texts), predicted, raw_ms, tokenize_ms)
+    predicted: list[str] = [""] * len(texts)
+
+    def predict(index: int) -> None:
+        predicted[index] = bundle.predict([texts[index]])[0][0].label
+
+    timings = interleaved_timings({"predict": predict, "raw_ort": lambda index: session.run(None, feeds[index]),
+                                   "tokenize": lambda index: bundle.token_ids(texts[index])},
+                                  len(texts), warmup=warmup)
+    return Timings(timings["predict"], len(texts), predicted, timings["raw_ort"], timings["tokenize"])
 
 
 def time_batches(bundle: Bundle, texts: list[str], batch_size: int, warmup: int) -> Timings:
     """`bundle.predict(chunk)` over consecutive chunks of `batch_size` texts in file order."""
     chunks = [texts[start:start + batch_size] for start in range(0, len(texts), batch_size)]
-    for chunk in chunks[:max(1, warmup // batch_size)]:
-        bundle.predict(chunk, batch_size=batch_size)
-    call_ms, predicted = [], []
-    for chunk in chunks:
-        started = time.perf_counter()
-        top = bundle.predict(chunk, batch_size=batch_size)
-        call_ms.append((time.perf_counter() - started) * 1000)
-        predicted.extend(row[0].label for row in top)
-    return Timings(call_ms, len(texts), predicted)
+    predicted: list[list[str]] = [[] for _ in chunks]
+
+    def predict(index: int) -> None:
+        predicted[index] = [row[0].label for row in bundle.predict(chunks[index], batch_size=batch_size)]
+
+    timings = interleaved_timings({"predict": predict}, len(chunks), warmup=max(1, warmup // batch_size))
+    return Timings(timings["predict"], len(texts), [label for chunk in predicted for label in chunk])

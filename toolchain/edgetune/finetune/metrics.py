@@ -1,4 +1,9 @@
-"""Classification metrics from logits, with numpy only (no scikit-learn dependency)."""
+"""Classification metrics from label ids, computed by scikit-learn: the one definition both packages follow.
+
+Macro-F1 averages over the labels that occur as expected or as predicted (scikit-learn's default);
+a label predicted but never expected counts with F1 0, so a model is not rewarded for inventing
+classes. The runtime's torch-free scorer (`edgetune_runtime.scoring`) is tested equal to this.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +12,29 @@ import numpy
 
 def confusion_matrix(true_ids: numpy.ndarray, predicted_ids: numpy.ndarray, num_labels: int) -> numpy.ndarray:
     """Rows are true labels, columns predicted labels."""
-    matrix = numpy.zeros((num_labels, num_labels), dtype=numpy.int64)
-    numpy.add.at(matrix, (true_ids, predicted_ids), 1)
-    return matrix
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    return sklearn_confusion_matrix(true_ids, predicted_ids, labels=numpy.arange(num_labels)).astype(numpy.int64)
 
 
 def summary_metrics(true_ids: numpy.ndarray, predicted_ids: numpy.ndarray, num_labels: int) -> dict[str, float]:
     """Accuracy and macro-F1: the two numbers tracked during training."""
-    matrix = confusion_matrix(true_ids, predicted_ids, num_labels)
-    f1 = _per_class(matrix)[2]
-    present = matrix.sum(axis=1) > 0  # a class absent from this split has no defined F1
-    return {"accuracy": float(numpy.trace(matrix) / max(1, matrix.sum())),
-            "macro_f1": float(f1[present].mean()) if present.any() else 0.0}
+    from sklearn.metrics import accuracy_score, f1_score
 
-
-def _per_class(matrix: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-    true_positive = numpy.diag(matrix).astype(numpy.float64)
-    predicted = matrix.sum(axis=0)
-    actual = matrix.sum(axis=1)
-    precision = numpy.divide(true_positive, predicted, out=numpy.zeros_like(true_positive), where=predicted > 0)
-    recall = numpy.divide(true_positive, actual, out=numpy.zeros_like(true_positive), where=actual > 0)
-    denominator = precision + recall
-    f1 = numpy.divide(2 * precision * recall, denominator, out=numpy.zeros_like(true_positive), where=denominator > 0)
-    return precision, recall, f1
+    if len(true_ids) == 0:
+        return {"accuracy": 0.0, "macro_f1": 0.0}
+    return {"accuracy": float(accuracy_score(true_ids, predicted_ids)),
+            "macro_f1": float(f1_score(true_ids, predicted_ids, average="macro", zero_division=0))}
 
 
 def classification_report(logits: numpy.ndarray, true_ids: numpy.ndarray, label_names: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    """Accuracy, macro-F1, per-class precision/recall/F1/support (every label named) and the confusion matrix."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     predicted_ids = logits.argmax(axis=-1)
-    matrix = confusion_matrix(true_ids, predicted_ids, len(label_names))
-    precision, recall, f1 = _per_class(matrix)
-    support = matrix.sum(axis=1)
+    every_label = numpy.arange(len(label_names))
+    precision, recall, f1, support = precision_recall_fscore_support(true_ids, predicted_ids, labels=every_label,
+                                                                     zero_division=0)
     return {
         **summary_metrics(true_ids, predicted_ids, len(label_names)),
         "examples": int(len(true_ids)),
@@ -47,5 +44,5 @@ def classification_report(logits: numpy.ndarray, true_ids: numpy.ndarray, label_
             for i, name in enumerate(label_names)
         },
         "labels": list(label_names),
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": confusion_matrix(true_ids, predicted_ids, len(label_names)).tolist(),
     }

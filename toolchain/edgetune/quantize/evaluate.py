@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,26 +36,19 @@ def interleaved_batch1_latency_ms(sessions: dict[str, object], single_batches: l
                                   ) -> dict[str, tuple[float, float]]:
     """p50 and p90 of one-text calls per session, in milliseconds, after warm-up.
 
-    The sessions take turns on each text rather than running one after another, so a burst of
-    load on a shared or throttling machine lands on every variant alike: their ratios stay honest
-    even when the milliseconds do not. The turn order is shuffled per text (seeded): a call right
-    after a large model's call finds its weights pushed out of the CPU caches, and in a fixed order
-    the session behind the fp32 graph always paid for that (measured: 7% on its p50).
+    The sessions take shuffled turns on each text (`edgetune_runtime.timing.interleaved_timings`), so
+    load on a shared machine and cache eviction by a large model land on every variant alike.
     """
+    from edgetune_runtime.timing import interleaved_timings
+
     feeds = {name: [{i.name: batch[i.name] for i in session.get_inputs()} for batch in single_batches]
              for name, session in sessions.items()}
-    for name, session in sessions.items():
-        for feed in feeds[name][:_WARMUP_CALLS]:
-            session.run(None, feed)
-    timings: dict[str, list[float]] = {name: [] for name in sessions}
-    turns, shuffle = list(sessions), random.Random(0).shuffle
-    for index in range(len(single_batches)):
-        shuffle(turns)
-        for name in turns:
-            session, feed = sessions[name], feeds[name][index]
-            started = time.perf_counter()
-            session.run(None, feed)
-            timings[name].append((time.perf_counter() - started) * 1000)
+
+    def contestant(session, session_feeds: list[dict]):
+        return lambda index: session.run(None, session_feeds[index])
+
+    timings = interleaved_timings({name: contestant(session, feeds[name]) for name, session in sessions.items()},
+                                  len(single_batches), warmup=_WARMUP_CALLS)
     return {name: (float(numpy.percentile(values, 50)), float(numpy.percentile(values, 90)))
             for name, values in timings.items()}
 

@@ -8,7 +8,6 @@ so the measurement can be repeated anywhere.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.stage_manifest import write_stage_manifest
+from edgetune_runtime.atomic_write import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +78,9 @@ def bench_bundle(bundle_dir: str | Path, output_dir: str | Path, config: BenchSt
         result = bench(bundle_dir, runtime_config, command=["edgetune", "run", "(bench stage)"],
                        progress=log.info).to_dict()
         result["data"] |= {"path": str(output_dir / TEXTS_FILE), "split": split.name, "source": split.source}
-        # Per-class F1 lets the report show which classes the bundle loses against the PyTorch model.
-        result["per_class_f1"] = _per_class_f1(bundle_dir, split.texts[: config.limit], split.labels[: config.limit])
-        (staging / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        # Every run carries per-class F1 from its own predictions: the report takes a row's figures from one run.
+        write_json_atomic(staging / RESULT_FILE, result)
         write_stage_manifest(staging, "bench", "text-classification", {
             "source": {"path": str(bundle_dir)}, "config": config_to_dict(config),
             "split": {"name": split.name, "source": split.source, "rows": len(split)}})
     return result
-
-
-def _per_class_f1(bundle_dir: Path, texts: list[str], labels: list[str]) -> dict[str, float]:
-    from collections import Counter
-
-    from edgetune_runtime.bundle import Bundle
-
-    bundle = Bundle.load(bundle_dir)
-    predicted = [top[0].label for top in bundle.predict(texts, top_k=1, batch_size=32)]
-    hits = Counter(label for label, guess in zip(labels, predicted, strict=True) if label == guess)
-    expected, guessed = Counter(labels), Counter(predicted)
-    return {label: round(2 * hits[label] / (expected[label] + guessed[label]), 4) for label in sorted(expected)}

@@ -1,49 +1,36 @@
 """The report of a run: report.md, report.html and pareto.png in the run directory.
 
 Every benchmarked bundle is one point (accuracy against batch-1 p50 latency, marker size by model
-MB); the fine-tuned PyTorch fp32 models (teacher and students) are the baselines, timed on the same
-texts the same way (tokenise + forward, batch 1, the same thread count). The points no other point
-beats on both accuracy and latency form the Pareto front. A second table lists every quantisation
-variant each quantize stage tried, as it scored them on the validation split.
+MB); the fine-tuned PyTorch fp32 models (teacher and students) are the baselines, timed and scored
+on the same texts the same way (tokenise + forward, batch 1, the same thread count, the runtime's
+scorer). Every figure of a row comes from one pass: a bundle's accuracy, macro-F1 and per-class F1
+from its bench's batch-1 run, a baseline's from its own batch-1 pass; only throughput is timed at the
+largest batch. The points no other point beats on both accuracy and latency form the Pareto front.
+A second table lists every quantisation variant each quantize stage tried, as it scored them on the
+validation split. Rows, table and plot are the shared `edgetune.report` ones.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-from edgetune.atomic import write_json_atomic
 from edgetune.recipes.pytorch_baseline import measure_pytorch_baseline
 from edgetune.recipes.schema import Recipe
 from edgetune.recipes.stages import STAGES
+from edgetune.report.pareto import pareto_front
+from edgetune.report.plot import write_pareto_plot
+from edgetune.report.rows import ReportRow
+from edgetune.report.table import format_table, markdown_table, table_cells
+from edgetune_runtime.atomic_write import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 REPORT_FILES = ("report.md", "report.html", "pareto.png")
-
-
-@dataclass
-class ReportRow:
-    """One measured model: a bundle on the device runtime, or a PyTorch fp32 baseline."""
-
-    name: str
-    kind: str
-    """`bundle` (ONNX Runtime through edgetune-runtime) or `pytorch fp32`."""
-    variant: str
-    accuracy: float
-    macro_f1: float
-    worst_class_f1_change_points: float | None
-    """Worst per-class F1 change against the PyTorch fp32 model it came from (None for that model)."""
-    size_mb: float
-    p50_ms: float
-    p90_ms: float
-    throughput_texts_per_s: float | None
-    throughput_batch_size: int | None
-    on_front: bool = False
 
 
 def write_run_report(recipe: Recipe, result) -> list[Path]:
@@ -61,57 +48,71 @@ def write_run_report(recipe: Recipe, result) -> list[Path]:
     batch = max(run["batch_size"] for run in first_bench["runs"])
 
     rows: list[ReportRow] = []
-    trained_per_class: dict[str, dict] = {}
-    for name, stage in recipe.stages.items():
-        if STAGES[stage.kind].makes != "model":
-            continue
-        metrics = json.loads((outputs[name] / "metrics.json").read_text())[split]
-        trained_per_class[name] = {label: values["f1"] for label, values in metrics["per_class"].items()}
-        if recipe.report.baselines:
+    baseline_per_class: dict[str, dict[str, float]] = {}
+    if recipe.report.baselines:
+        for name, stage in recipe.stages.items():
+            if STAGES[stage.kind].makes != "model":
+                continue
             cache = run_dir / "baselines" / f"{name}-{keys[name][:12]}.json"
-            timing = measure_pytorch_baseline(outputs[name], texts_file, cache, recipe.report.latency_texts,
-                                              recipe.report.threads, batch)
-            rows.append(ReportRow(name, "pytorch fp32", "fp32", metrics["accuracy"], metrics["macro_f1"], None,
-                                  _weights_mb(outputs[name]), timing["p50_ms"], timing["p90_ms"],
-                                  timing["throughput_texts_per_s"], batch))
+            # On the texts the bench scored (its count honours the bench's `limit`), in one pass.
+            log.info("PyTorch fp32 baseline %s: %d texts one at a time, %d thread(s) (cached per model)", name,
+                     first_bench["data"]["texts"], recipe.report.threads)
+            baseline = measure_pytorch_baseline(outputs[name], texts_file, cache, recipe.report.threads, batch,
+                                                limit=first_bench["data"]["texts"])
+            baseline_per_class[name] = baseline["per_class_f1"]
+            rows.append(ReportRow(name=name, runs_on="PyTorch", variant="fp32", baseline=True,
+                                  accuracy=baseline["accuracy"], macro_f1=baseline["macro_f1"],
+                                  size_mb=_weights_mb(outputs[name]), p50_ms=baseline["p50_ms"],
+                                  p90_ms=baseline["p90_ms"], throughput=baseline["throughput_texts_per_s"],
+                                  throughput_batch_size=batch))
     for name in benches:
-        rows.append(_bench_row(recipe, name, outputs, trained_per_class))
-    _mark_front(rows)
+        rows.append(_bench_row(recipe, name, outputs, baseline_per_class))
+    rows.sort(key=lambda row: row.p50_ms)
+    for index in pareto_front([(row.accuracy, row.p50_ms) for row in rows]):
+        rows[index].on_front = True
     variants = _quantize_variants(recipe, outputs)
     title = f"edgetune run: {recipe.name}"
     context = {"recipe": str(recipe.source or recipe.name), "description": recipe.description, "split": split,
                "texts": first_bench["data"]["texts"], "device": first_bench["device"], "batch": batch,
                "threads": recipe.report.threads}
     plot_path = run_dir / "pareto.png"
-    _write_plot(rows, plot_path, title, split)
-    _write_text(run_dir / "report.md", _markdown(title, rows, variants, context))
-    _write_text(run_dir / "report.html", _html(title, rows, variants, context, plot_path))
-    write_json_atomic(run_dir / "report.json", {"context": context, "rows": [vars(row) for row in rows],
+    write_pareto_plot(rows, plot_path, title=title, latency_label="batch-1 p50 latency (ms), lower is better",
+                      accuracy_label=f"{split} accuracy (%), higher is better", size_by_mb=True)
+    write_text_atomic(run_dir / "report.md", _markdown(title, rows, variants, context))
+    write_text_atomic(run_dir / "report.html", _html(title, rows, variants, context, plot_path))
+    write_json_atomic(run_dir / "report.json", {"context": context, "rows": [dataclasses.asdict(row) for row in rows],
                                                 "quantize_variants": variants})
-    log.info("report (%s split)\n%s", split, format_markdown_table(_main_table(rows)))
+    log.info("report (%s split)\n%s", split, format_table(rows))
     return [run_dir / name for name in REPORT_FILES]
 
 
-def _write_text(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
+def _bench_row(recipe: Recipe, name: str, outputs: dict[str, Path],
+               baseline_per_class: dict[str, dict[str, float]]) -> ReportRow:
+    trained = _trained_ancestor(recipe, name)
+    return bundle_row(json.loads((outputs[name] / "bench.json").read_text()), recipe.stages[name].input,
+                      baseline_per_class.get(trained) if trained else None)
 
 
-def _bench_row(recipe: Recipe, name: str, outputs: dict[str, Path], trained_per_class: dict[str, dict]) -> ReportRow:
-    result = json.loads((outputs[name] / "bench.json").read_text())
-    runs = [run for run in result["runs"] if run["threads"] == result["runs"][0]["threads"]]
+def bundle_row(bench_result: dict, name: str, baseline_per_class_f1: dict[str, float] | None) -> ReportRow:
+    """A bench result's row: accuracy, macro-F1 and per-class F1 (for the worst class's change against the
+    baseline) all from its batch-1 run, at its first thread count; throughput from its largest batch."""
+    runs = [run for run in bench_result["runs"] if run["threads"] == bench_result["runs"][0]["threads"]]
     batch1 = next(run for run in runs if run["batch_size"] == 1)
     largest = max(runs, key=lambda run: run["batch_size"])
-    trained = _trained_ancestor(recipe, name)
-    reference = trained_per_class.get(trained) if trained else None
-    ours = result.get("per_class_f1") or {}
-    worst = (min(round(100 * (ours.get(label, 0.0) - f1), 2) for label, f1 in reference.items())
-             if reference and ours else None)
-    bundle_name = recipe.stages[name].input
-    return ReportRow(f"{bundle_name}", "bundle", result["bundle"].get("variant") or "?", batch1["accuracy"],
-                     batch1["macro_f1"], worst, result["bundle"]["size_mb"], batch1["p50_ms"], batch1["p90_ms"],
-                     largest["throughput_texts_per_s"], largest["batch_size"])
+    return ReportRow(name=name, runs_on="edgetune-runtime", variant=bench_result["bundle"].get("variant") or "?",
+                     accuracy=batch1["accuracy"], macro_f1=batch1["macro_f1"],
+                     worst_class_f1_change=worst_class_f1_change(batch1.get("per_class_f1"), baseline_per_class_f1),
+                     size_mb=bench_result["bundle"]["size_mb"], p50_ms=batch1["p50_ms"], p90_ms=batch1["p90_ms"],
+                     throughput=largest["throughput_texts_per_s"], throughput_batch_size=largest["batch_size"])
+
+
+def worst_class_f1_change(per_class_f1: dict[str, float] | None, reference: dict[str, float] | None) -> float | None:
+    """The largest per-class F1 loss in points against `reference` (negative: lost), over every label either
+    scored (a label one side never saw scores F1 0 there); None when either side is missing."""
+    if not per_class_f1 or not reference:
+        return None
+    labels = set(per_class_f1) | set(reference)
+    return min(round(100 * (per_class_f1.get(label, 0.0) - reference.get(label, 0.0)), 2) for label in labels)
 
 
 def _trained_ancestor(recipe: Recipe, name: str) -> str | None:
@@ -123,14 +124,6 @@ def _trained_ancestor(recipe: Recipe, name: str) -> str | None:
 
 def _weights_mb(model_dir: Path) -> float:
     return round(sum(path.stat().st_size for path in model_dir.glob("*.safetensors")) / 2**20, 2)
-
-
-def _mark_front(rows: list[ReportRow]) -> None:
-    from edgetune.report.pareto import pareto_front
-
-    front = set(pareto_front([(row.accuracy, row.p50_ms) for row in rows]))
-    for index, row in enumerate(rows):
-        row.on_front = index in front
 
 
 def _quantize_variants(recipe: Recipe, outputs: dict[str, Path]) -> list[dict]:
@@ -150,19 +143,6 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
-def _main_table(rows: list[ReportRow]) -> list[list[str]]:
-    table = [["model", "runs on", "variant", "accuracy", "macro-F1", "worst class ΔF1 (pt)", "MB", "p50 ms",
-              "p90 ms", "texts/s", "Pareto"]]
-    for row in sorted(rows, key=lambda r: r.p50_ms):
-        throughput = "-" if row.throughput_texts_per_s is None else (
-            f"{row.throughput_texts_per_s:.1f} (batch {row.throughput_batch_size})")
-        runs_on = "edgetune-runtime" if row.kind == "bundle" else "PyTorch"
-        table.append([row.name, runs_on, row.variant, f"{row.accuracy:.2%}", f"{row.macro_f1:.4f}",
-                      _fmt(row.worst_class_f1_change_points, "+.2f"), f"{row.size_mb:.1f}", f"{row.p50_ms:.3f}",
-                      f"{row.p90_ms:.3f}", throughput, "yes" if row.on_front else ""])
-    return table
-
-
 def _variants_table(variants: list[dict]) -> list[list[str]]:
     table = [["stage", "variant", "accuracy", "macro-F1", "worst class ΔF1 (pt)", "MB", "p50 ms", "p90 ms", "note"]]
     for row in variants:
@@ -173,27 +153,22 @@ def _variants_table(variants: list[dict]) -> list[list[str]]:
     return table
 
 
-def format_markdown_table(table: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table[1:]]
-    return "\n".join(lines)
-
-
 def _intro(context: dict) -> str:
     device = context["device"]
     description = f": {context['description']}" if context["description"] else ""
     return (f"Recipe `{context['recipe']}`{description}. Accuracy on the {context['split']} split "
             f"({context['texts']} texts); latency is batch 1 on {context['threads']} thread(s), tokenisation "
             f"included, on {device.get('cpu_model')} ({device.get('usable_cores')} usable cores, onnxruntime "
-            f"{device.get('onnxruntime')}). Worst class ΔF1 is against the PyTorch fp32 model each bundle came from.")
+            f"{device.get('onnxruntime')}). Worst class ΔF1 is against the PyTorch fp32 model each bundle came from, "
+            "scored on the same texts.")
 
 
 def _markdown(title: str, rows: list[ReportRow], variants: list[dict], context: dict) -> str:
-    parts = [f"# {title}", "", _intro(context), "", format_markdown_table(_main_table(rows)), "",
+    parts = [f"# {title}", "", _intro(context), "", format_table(rows), "",
              "![accuracy against batch-1 p50 latency](pareto.png)", ""]
     if variants:
         parts += ["## Quantisation variants tried (validation split, as the quantize stage scored them)", "",
-                  format_markdown_table(_variants_table(variants)), ""]
+                  markdown_table(_variants_table(variants)), ""]
     return "\n".join(parts)
 
 
@@ -213,47 +188,5 @@ def _html(title: str, rows: list[ReportRow], variants: list[dict], context: dict
                      if variants else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(_intro(context))}</p>"
-            f"{_html_table(_main_table(rows))}<img alt='accuracy against batch-1 p50 latency' "
+            f"{_html_table(table_cells(rows))}<img alt='accuracy against batch-1 p50 latency' "
             f"src='data:image/png;base64,{image}'>{variants_html}</body></html>\n")
-
-
-def _write_plot(rows: list[ReportRow], path: Path, title: str, split: str) -> None:
-    # Not edgetune.report.plot.write_pareto_plot: a run's plot sizes markers by MB and sets the PyTorch
-    # baselines apart, which that cross-device plot (colour by device) does not.
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
-    largest_mb = max(row.size_mb for row in rows) or 1.0
-    for row in rows:
-        marker = "s" if row.kind == "pytorch fp32" else "o"
-        color = "tab:gray" if row.kind == "pytorch fp32" else ("tab:red" if row.on_front else "tab:blue")
-        # Marker area in proportion to size, with a floor so tiny bundles stay visible.
-        axes.scatter(row.p50_ms, 100 * row.accuracy, s=60 + 900 * row.size_mb / largest_mb, marker=marker,
-                     color=color, alpha=0.6, edgecolors="black", linewidths=0.6)
-        axes.annotate(f"{row.name}\n{row.variant}, {row.size_mb:.1f} MB", (row.p50_ms, 100 * row.accuracy),
-                      textcoords="offset points", xytext=(8, 6), fontsize=8)
-    front = sorted((row for row in rows if row.on_front), key=lambda row: row.p50_ms)
-    axes.plot([row.p50_ms for row in front], [100 * row.accuracy for row in front], "--", color="tab:red",
-              linewidth=1, label="Pareto front")
-    axes.scatter([], [], marker="s", color="tab:gray", label="PyTorch fp32 baseline")
-    axes.scatter([], [], marker="o", color="tab:blue", label="bundle (marker area ~ MB)")
-    axes.scatter([], [], marker="o", color="tab:red", label="bundle on the front")
-    axes.set_xlabel("batch-1 p50 latency (ms, lower is better)")
-    axes.set_ylabel(f"{split} accuracy (%)")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    # Below the axes, so it never hides a point.
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=8, frameon=False)
-    axes.margins(x=0.25, y=0.15)
-    low, high = axes.get_ylim()
-    if high - low < 2.0:  # at least two accuracy points tall, so a 0.1-point gap does not look like a cliff
-        middle = (low + high) / 2
-        axes.set_ylim(middle - 1.0, middle + 1.0)
-    figure.tight_layout()
-    staging = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(staging)
-    plt.close(figure)
-    staging.replace(path)

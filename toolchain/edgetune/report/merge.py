@@ -14,6 +14,7 @@ from edgetune.report.pareto import pareto_front
 from edgetune.report.plot import write_pareto_plot
 from edgetune.report.rows import ReportRow
 from edgetune.report.table import format_table
+from edgetune_runtime.atomic_write import write_text_atomic
 
 TABLE_FILE = "report.md"
 PLOT_FILE = "pareto.png"
@@ -60,7 +61,7 @@ def report(results: Sequence[str | Path], output_dir: str | Path, config: Report
     table = format_table(rows)
     with atomic_directory(output_dir, overwrite=force) as staging:
         write_pareto_plot(plotted, staging / PLOT_FILE, title=config.title, latency=config.latency)
-        (staging / TABLE_FILE).write_text(_markdown(rows, table, config, results), encoding="utf-8")
+        write_text_atomic(staging / TABLE_FILE, _markdown(rows, table, config, results))
     return ReportResult(Path(output_dir), rows, table, [row for row in plotted if row.on_front])
 
 
@@ -76,7 +77,8 @@ def _markdown(rows: list[ReportRow], table: str, config: ReportConfig, results: 
 
 
 def rows_from_bench(path: str | Path) -> list[ReportRow]:
-    """One row per run of an `edgetune-runtime bench` result; a file that is not one raises `EdgetuneError`."""
+    """One row per run of an `edgetune-runtime bench` result (any schema version up to this one's: version 1
+    lacks per-class F1, which these rows do not show); a file that is not one raises `EdgetuneError`."""
     from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
 
     path = Path(path)

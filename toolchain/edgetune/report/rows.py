@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 @dataclass
 class ReportRow:
+    """What `edgetune report` (bench results from many devices) and a run's report (`edgetune run`) show."""
+
     name: str
     accuracy: float | None
     """Fraction correct, 0 to 1."""
@@ -17,10 +19,18 @@ class ReportRow:
     p90_ms: float | None = None
     throughput: float | None = None
     """Texts per second."""
+    throughput_batch_size: int | None = None
+    """The batch size `throughput` was measured at, when it differs from the row's latency batch."""
     macro_f1: float | None = None
     worst_class_f1_change: float | None = None
     """F1 points lost by the worst class against a reference model (negative: lost)."""
     device: str | None = None
+    runs_on: str | None = None
+    """What ran the model: `edgetune-runtime`, or `PyTorch` for a baseline."""
+    variant: str | None = None
+    """The graph's quantisation variant (`fp32` for a PyTorch baseline)."""
+    baseline: bool = False
+    """A reference the others are compared with (a PyTorch fp32 model): plotted apart, as a grey square."""
     bundle: str | None = None
     threads: int | None = None
     batch_size: int | None = None
