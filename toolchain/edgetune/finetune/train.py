@@ -176,7 +176,7 @@ def train_classifier(
     train_set = hooks.training_set(data, tokenizer, label_ids, max_length)
     validation_set = task.encode_for_training(tokenizer, data.validation, label_ids, max_length)
     trainer = _build_trainer(config, model, tokenizer, train_set, validation_set, work_dir / "checkpoints",
-                             len(data.label_names), extra_callbacks, hooks)
+                             task, data.label_names, extra_callbacks, hooks)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # The trainer has loaded the best checkpoint (by validation metric); report on it.
@@ -278,12 +278,11 @@ def _precision(requested: str) -> tuple[str, dict]:
 
 
 def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validation_set, checkpoint_dir: Path,
-                   num_labels: int, extra_callbacks: Sequence[object], hooks: TrainingHooks):
+                   task: Task, label_names: list[str], extra_callbacks: Sequence[object], hooks: TrainingHooks):
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from edgetune.finetune.metrics import summary_metrics
     from edgetune.finetune.progress import LiveProgressCallback
 
     _, precision_flags = _precision(config.precision)
@@ -326,7 +325,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
 
     def compute_metrics(prediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return summary_metrics(prediction.label_ids, logits.argmax(axis=-1), num_labels)
+        return task.training_metrics(logits, prediction.label_ids, label_names)
 
     callbacks = [LiveProgressCallback(config.metric), *extra_callbacks]
     if config.early_stopping_patience:

@@ -56,6 +56,12 @@ class ClassificationTask(Task):
         columns["labels"] = [label_ids[label] for label in split.labels]
         return datasets.Dataset.from_dict(columns)
 
+    def training_metrics(self, outputs: numpy.ndarray, label_ids: numpy.ndarray, label_names: list[str]
+                         ) -> dict[str, float]:
+        from edgetune.finetune.metrics import summary_metrics
+
+        return summary_metrics(label_ids, outputs.argmax(axis=-1), len(label_names))
+
     def evaluate_predictions(self, outputs: numpy.ndarray, label_ids: numpy.ndarray, label_names: list[str]) -> dict:
         from edgetune.finetune.metrics import classification_report
 

@@ -60,7 +60,13 @@ class Task:
     def encode_for_training(self, tokenizer, split, label_ids: dict[str, int], max_length: int):
         raise self._unsupported("fine-tuning")
 
+    def training_metrics(self, outputs: numpy.ndarray, label_ids: numpy.ndarray, label_names: list[str]
+                         ) -> dict[str, float]:
+        """The figures checkpoints are selected on during training (`FinetuneConfig.metric` names one)."""
+        raise self._unsupported("fine-tuning")
+
     def evaluate_predictions(self, outputs: numpy.ndarray, label_ids: numpy.ndarray, label_names: list[str]) -> dict:
+        """The full evaluation of the selected model on a split, written to metrics.json."""
         raise self._unsupported("fine-tuning")
 
     # export
