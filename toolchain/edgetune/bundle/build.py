@@ -15,19 +15,17 @@ from edgetune import __version__
 from edgetune.atomic import atomic_directory
 from edgetune.bundle.card import model_card
 from edgetune.bundle.config import BundleConfig
-from edgetune.bundle.probabilities import append_softmax
+from edgetune.bundle.special_tokens import TOKENIZER_FILE
 from edgetune.errors import EdgetuneError
-from edgetune.export.heldout import heldout_split
+from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
+from edgetune.export.heldout import RecordedData, heldout_texts
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
-from edgetune.stage_manifest import read_stage_manifest
+from edgetune.tasks import Task
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, BundleManifest
 
-MODEL_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 GOLDEN_FILE = "golden.json"
-LABELS_FILE = "labels.json"
 
 
 @dataclass
@@ -39,11 +37,15 @@ class BundleResult:
 
 def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleConfig, *,
                  force: bool = False) -> BundleResult:
-    """Write a bundle of `source_dir` (from `edgetune export` or `edgetune quantize`) to `output_dir`."""
+    """Write a bundle of `source_dir` to `output_dir`.
+
+    `source_dir` is an `edgetune export` or `edgetune quantize` output, or any ONNX export with
+    model.onnx, tokenizer.json and config.json (`optimum-cli export onnx`). Golden inputs come from
+    `config.validation`, else from the validation split recorded at fine-tuning.
+    """
     source_dir, output_dir = Path(source_dir), Path(output_dir)
-    stage = read_stage_manifest(source_dir)
-    if stage.get("stage") not in ("export", "quantize") or not (source_dir / MODEL_FILE).is_file():
-        raise EdgetuneError(f"{source_dir}: not an `edgetune export` or `edgetune quantize` output")
+    stage, task = read_onnx_artifact(source_dir, ("export", "quantize"),
+                                     "not an `edgetune export` or `edgetune quantize` output")
     if not (source_dir / TOKENIZER_FILE).is_file():
         raise EdgetuneError(f"{source_dir}: no {TOKENIZER_FILE}; only fast (Rust) tokenizers can ship in a bundle")
     zip_path = output_dir.with_suffix(".zip") if config.zip else None
@@ -51,25 +53,24 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
         raise EdgetuneError(f"{zip_path if zip_path and zip_path.exists() else output_dir} already exists; "
                             "choose another output path or pass --force to replace it")
 
-    # Golden texts come from the validation split the model was fine-tuned with.
-    training_dir = Path(stage["source"]["training_dir"] if stage["stage"] == "quantize" else stage["source"]["path"])
-    golden_texts = _golden_texts(training_dir, config.golden_examples)
+    heldout = heldout_texts(config.validation, RecordedData(stage["source"].get("data"), source_dir), "validation",
+                            "--validation", text_column=config.text_column, label_column=config.label_column,
+                            labels_required=task.labels_required)
+    golden_texts = task.golden_texts(heldout, config.golden_examples)
     variants = _variants_table(source_dir)
 
     with atomic_directory(output_dir, overwrite=force) as staging:
         shutil.copy2(source_dir / MODEL_FILE, staging / MODEL_FILE)
-        probabilities_output = append_softmax(staging / MODEL_FILE) if stage["task"] == "text-classification" else None
+        graph_entries = task.postprocess_bundle_graph(staging / MODEL_FILE)
         shutil.copy2(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
-        labels = stage["labels"]
-        (staging / LABELS_FILE).write_text(json.dumps(labels, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        section = task.bundle_section(stage, source_dir, staging) | graph_entries
         if config.ort_format:
             _convert_to_ort(staging)
-        manifest = _manifest(stage, source_dir, staging, labels, config)
-        if probabilities_output:
-            manifest.section["probabilities_output"] = probabilities_output
-        _write_golden(staging, manifest.to_dict(), golden_texts)
+        manifest = _manifest(stage, task, section, source_dir, staging, config)
+        _write_golden(staging, task, manifest.to_dict(), golden_texts)
         manifest = manifest.replace(golden=GOLDEN_FILE)
-        (staging / "README.md").write_text(model_card(manifest.to_dict(), variants), encoding="utf-8")
+        (staging / "README.md").write_text(model_card(manifest.to_dict(), variants, task.card_summary(
+            manifest.to_dict())), encoding="utf-8")
         manifest = manifest.replace(files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()})
         manifest = manifest.sealed()
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
@@ -79,34 +80,34 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
     return BundleResult(output_dir, zip_path, manifest)
 
 
-def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], config: BundleConfig) -> BundleManifest:
+def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging: Path,
+              config: BundleConfig) -> BundleManifest:
     from edgetune.export.onnx_export import graph_io
 
-    special = _special_tokens(source_dir)
     machine = describe_machine()
     graph = graph_io(staging / MODEL_FILE)
     evaluation = stage.get("evaluation") or {}
     source = stage["source"]
+    measured = (*task.bench_metrics, "p50_ms", "p90_ms", "size_mb")
     return BundleManifest(
-        task=stage["task"],
+        task=task.name,
         model=MODEL_FILE,
         model_ort="model.ort" if (staging / "model.ort").is_file() else None,
         tokenizer=TOKENIZER_FILE,
         inputs=graph["inputs"],
         outputs=graph["outputs"],
         opset=graph["opset"],
-        section={"labels": labels, "labels_file": LABELS_FILE, "max_length": stage["max_length"],
-                 "truncation": True, "padding": "longest in batch", **special},
-        metrics={key: evaluation[key] for key in ("accuracy", "macro_f1", "p50_ms", "p90_ms", "size_mb")
-                 if key in evaluation} | ({"test": evaluation["test"]} if "test" in evaluation else {})
-        or (source.get("metrics") or {}),
+        section=section,
+        metrics={key: evaluation[key] for key in measured if key in evaluation}
+        | ({"test": evaluation["test"]} if "test" in evaluation else {}) or (source.get("metrics") or {}),
         tuned_for={"variant": stage.get("variant", {}).get("name", "fp32"), "execution_provider":
                    "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
                    "architecture": machine["architecture"], "isa_flags": machine["isa_flags"]},
         provenance={
             "base_model": source.get("base_model"),
             "data_fingerprint": (source.get("data") or {}).get("fingerprint"),
-            "source_manifest_sha256": sha256_file(source_dir / STAGE_MANIFEST),
+            "source_manifest_sha256": sha256_file(source_dir / STAGE_MANIFEST)
+            if (source_dir / STAGE_MANIFEST).is_file() else None,
             "edgetune_version": __version__,
             "command": " ".join(sys.argv),
         },
@@ -116,51 +117,12 @@ def _manifest(stage: dict, source_dir: Path, staging: Path, labels: list[str], c
     )
 
 
-def _special_tokens(source_dir: Path) -> dict:
-    from tokenizers import Tokenizer
+def _write_golden(staging: Path, task: Task, manifest: dict, texts: list[str]) -> None:
+    """Expected outputs computed by the runtime itself, with the class it runs this task's bundles with."""
+    from edgetune_runtime.tasks import bundle_class
 
-    tokenizer = Tokenizer.from_file(str(source_dir / TOKENIZER_FILE))
-    pad_token = None
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        path = source_dir / name
-        if path.is_file():
-            value = json.loads(path.read_text()).get("pad_token")
-            pad_token = value.get("content") if isinstance(value, dict) else value
-            if pad_token:
-                break
-    pad_token = pad_token or "[PAD]"
-    pad_id = tokenizer.token_to_id(pad_token)
-    if pad_id is None:
-        raise EdgetuneError(f"{source_dir}: pad token {pad_token!r} is not in the tokenizer's vocabulary")
-    return {"pad_token": pad_token, "pad_id": pad_id}
-
-
-def _golden_texts(training_dir: Path, count: int) -> list[str]:
-    """One validation text per label, round-robin, so the golden set covers many classes."""
-    texts, labels = heldout_split(training_dir, "validation")
-    by_label: dict[str, list[str]] = {}
-    for text, label in zip(texts, labels, strict=True):
-        by_label.setdefault(label, []).append(text)
-    chosen: list[str] = []
-    while len(chosen) < count and any(by_label.values()):
-        for label in sorted(by_label):
-            if by_label[label] and len(chosen) < count:
-                chosen.append(by_label[label].pop(0))
-    return chosen
-
-
-def _write_golden(staging: Path, manifest: dict, texts: list[str]) -> None:
-    """Expected outputs computed by the runtime itself on this bundle's files."""
-    from edgetune_runtime.bundle import Bundle
-
-    runtime_bundle = Bundle(staging, manifest)
-    probabilities = runtime_bundle.predict_proba(texts)
-    golden = []
-    for text, row in zip(texts, probabilities, strict=True):
-        order = row.argsort()[::-1]
-        golden.append({"text": text, "label": runtime_bundle.labels[int(order[0])],
-                       "probability": round(float(row[order[0]]), 6),
-                       "margin": round(float(row[order[0]] - row[order[1]]), 6) if len(order) > 1 else 1.0})
+    runtime_bundle = bundle_class(task.name)(staging, manifest)
+    golden = task.golden_examples(runtime_bundle, texts)
     (staging / GOLDEN_FILE).write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

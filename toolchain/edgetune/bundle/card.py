@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 
-def model_card(manifest: dict, variants: dict[str, dict] | None) -> str:
+def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str) -> str:
+    """`summary` is the task's line on what the model outputs (`Task.card_summary`)."""
     metrics = manifest.get("metrics", {})
     provenance = manifest["provenance"]
     lines = [
         f"# {provenance.get('base_model', {}).get('name', 'model')} — {manifest['task']} bundle",
         "",
-        f"Labels: {len(manifest['classification']['labels'])}. Max length: {manifest['classification']['max_length']} "
-        f"tokens. Variant: `{manifest['tuned_for'].get('variant', 'fp32')}`, tuned on "
+        f"{summary} Variant: `{manifest['tuned_for'].get('variant', 'fp32')}`, tuned on "
         f"{manifest['tuned_for'].get('cpu_model', 'unknown CPU')} ({manifest['tuned_for'].get('execution_provider')}).",
         "",
         "## Measured",

@@ -19,6 +19,12 @@ class BundleConfig:
     """Also write model.ort and required_operators.config for ONNX Runtime mobile/minimal builds."""
     zip: bool = False
     """Also write the bundle as one .zip beside the directory."""
+    validation: str | None = None
+    """Held-out data the golden examples are drawn from; default: the validation split recorded at fine-tuning."""
+    text_column: str | None = None
+    """Column of `validation` holding the text; detected from common names when absent."""
+    label_column: str | None = None
+    """Column of `validation` holding the label; detected from common names when absent."""
 
     def __post_init__(self) -> None:
         if self.golden_examples < 1:

@@ -23,6 +23,7 @@ import numpy
 from edgetune.errors import ConfigError
 from edgetune.models.cache import cache_root
 from edgetune.stage_manifest import manifest_sha256, read_stage_manifest
+from edgetune.tasks import TEXT_CLASSIFICATION
 from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ def teacher_record(teacher_dir: Path, label_names: list[str]) -> dict:
         )
     weights = next((teacher_dir / name for name in _WEIGHT_FILES if (teacher_dir / name).is_file()), None)
     manifest = read_stage_manifest(teacher_dir)
+    if manifest.get("task", TEXT_CLASSIFICATION) != TEXT_CLASSIFICATION:  # its logits are what the student learns
+        raise ConfigError(f"teacher: {teacher_dir} is a {manifest['task']!r} model (its edgetune.json); "
+                          f"distil from a {TEXT_CLASSIFICATION} model")
     # The manifest already holds the weights' hash; hashing 400 MB again is only for teachers without one.
     weights_sha256 = manifest.get("files", {}).get(weights.name) if weights else None
     if weights and not weights_sha256:

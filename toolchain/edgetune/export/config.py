@@ -23,6 +23,12 @@ class ExportConfig:
     """With `optimize`: compute the last layer only for the first token, the one the classifier reads."""
     batch_size: int = 32
     """Texts per forward pass during the parity check."""
+    validation: str | None = None
+    """Held-out data for the parity gate (CSV/TSV/JSONL/Parquet); default: the validation split of fine-tuning."""
+    text_column: str | None = None
+    """Column of `validation` holding the text; detected from common names when absent."""
+    label_column: str | None = None
+    """Column of `validation` holding the label; detected from common names when absent."""
 
     def __post_init__(self) -> None:
         if self.opset < 17:

@@ -1,7 +1,8 @@
-"""`export_onnx`: a fine-tuned model directory in, a checked (and optimised) ONNX directory out."""
+"""`export_onnx`: a model (fine-tuned here or anywhere) in, a checked (and optimised) ONNX directory out."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -10,16 +11,17 @@ from pathlib import Path
 from edgetune.atomic import atomic_directory
 from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
+from edgetune.export.artifact import MODEL_FILE, default_max_length
 from edgetune.export.config import ExportConfig
-from edgetune.export.first_token import prune_to_first_token
-from edgetune.export.heldout import heldout_split
+from edgetune.export.heldout import RecordedData, heldout_texts
 from edgetune.export.parity import ParityError, ParityReport
+from edgetune.models.resolve import ResolvedModel, resolve_model
 from edgetune.onnx_session import FAST_SESSION_TUNING
 from edgetune.stage_manifest import manifest_sha256, read_stage_manifest, write_stage_manifest
+from edgetune.tasks import Task, get_task, registered_tasks, task_for_model_config
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 # Tokenizer and config files carried next to the graph, so the directory is self-contained.
 _CARRIED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -34,39 +36,46 @@ class ExportResult:
     pruned_to_first_token: bool = False
 
 
-def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportConfig, *,
+def export_onnx(model: str | Path, output_dir: str | Path, config: ExportConfig, *,
                 texts_file: str | None = None, force: bool = False) -> ExportResult:
-    """Export `model_dir` to ONNX (dynamic batch and sequence axes) and refuse it unless it matches PyTorch.
+    """Export `model` to ONNX (dynamic batch and sequence axes) and refuse it unless it matches PyTorch.
 
-    Parity is checked on real held-out text: the validation split recorded by `edgetune finetune`,
-    or `texts_file`. With `config.optimize`, the fused graph must pass the same gate; if only the
-    unfused graph does, the unfused graph is kept and the report says why.
+    `model` is anything `edgetune.models` resolves: an `edgetune finetune` output, another local
+    model directory, a packaged model or a hub id. Parity is checked on real held-out text:
+    `config.validation`, else the validation split recorded by `edgetune finetune` (a model from
+    elsewhere records none). `texts_file` is a deprecated alias of `config.validation`. With
+    `config.optimize`, the fused graph must pass the same gate; if only the unfused graph does, the
+    unfused graph is kept and the report says why.
     """
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
-    if not (model_dir / "config.json").is_file():
-        raise EdgetuneError(
-            f"{model_dir}: not a model directory (no config.json); pass the output of `edgetune finetune`")
+    output_dir = Path(output_dir)
+    model_ref = _resolve_exportable(model)
+    model_dir = model_ref.path
     if output_dir.exists() and not force:
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
-    texts, _labels = heldout_split(model_dir, "validation", texts_file)
-    texts = texts[: config.parity_texts]
     source_manifest = read_stage_manifest(model_dir)
+    task = get_task(source_manifest.get("task") or _task_of_model(model_dir).name, where=str(model_dir))
+    heldout = heldout_texts(config.validation or texts_file, RecordedData(source_manifest.get("data"), model_dir),
+                            "validation", "--validation", text_column=config.text_column,
+                            label_column=config.label_column)
+    texts = heldout.texts[: config.parity_texts]
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from edgetune.export.graph_optimizer import op_counts, optimize_transformer_graph
-    from edgetune.export.parity import compare_logits, encode_batches, onnx_logits, torch_logits
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    max_length = int(source_manifest.get("training", {}).get("max_length") or min(tokenizer.model_max_length, 512))
-    batches = encode_batches(tokenizer, texts, config.batch_size, max_length)
-    reference = torch_logits(model, batches)
+    model = task.load_model(model_dir)
+    recorded_max_length = source_manifest.get("training", {}).get("max_length")
+    max_length = int(recorded_max_length or default_max_length(tokenizer.model_max_length))
+    batches = task.encode(tokenizer, texts, config.batch_size, max_length)
+    reference = task.reference_outputs(model, batches)
+
+    def gate(path: Path) -> ParityReport:
+        return task.parity(reference, task.onnx_outputs(path, batches, FAST_SESSION_TUNING), config.max_abs_diff)
 
     with atomic_directory(output_dir, overwrite=force) as staging:
-        raw_path = _optimum_export(model_dir, staging, config.opset)
-        raw_parity = compare_logits(reference, onnx_logits(raw_path, batches, tuning=FAST_SESSION_TUNING),
-                                    config.max_abs_diff)
+        raw_path = _optimum_export(model_dir, staging, config.opset, task.optimum_task)
+        raw_parity = gate(raw_path)
         log.info("parity of the exported graph: %s", raw_parity.describe())
         if not raw_parity.passed:
             raise ParityError(f"export refused: ONNX output differs from PyTorch on {raw_parity.describe()}")
@@ -81,14 +90,13 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportCon
             candidates = [("optimised", fused_path, False)]
             if config.prune_to_first_token:
                 pruned_path = staging / "model.pruned.onnx"
-                skipped = prune_to_first_token(fused_path, pruned_path)
+                skipped = task.prune_graph(fused_path, pruned_path)
                 if skipped:
                     log.info("last layer not pruned to the first token: %s", skipped)
                 else:
                     candidates.insert(0, ("optimised and pruned to the first token", pruned_path, True))
             for description, candidate, candidate_pruned in candidates:
-                parity = compare_logits(reference, onnx_logits(candidate, batches, tuning=FAST_SESSION_TUNING),
-                                        config.max_abs_diff)
+                parity = gate(candidate)
                 log.info("parity of the %s graph: %s", description, parity.describe())
                 if parity.passed:
                     pruned = candidate_pruned
@@ -102,16 +110,37 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportCon
                 log.warning("keeping the unfused graph")
         final_ops = op_counts(raw_path)
         log.info("nodes: %d exported, %d final", sum(raw_ops.values()), sum(final_ops.values()))
-        _write_manifest(staging, model_dir, source_manifest, config, max_length, final_parity, fusions,
+        _write_manifest(staging, model_ref, source_manifest, task, config, max_length, final_parity, fusions,
                         raw_ops, final_ops, optimized, pruned)
     return ExportResult(output_dir, final_parity, fusions, final_ops, optimized, pruned)
 
 
-def _optimum_export(model_dir: Path, staging: Path, opset: int) -> Path:
+def _resolve_exportable(model: str | Path) -> ResolvedModel:
+    """Local weights for `model`; a directory that is no model is refused before anything is resolved."""
+    local = Path(model).expanduser()
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise EdgetuneError(f"{local}: not a model directory (no config.json); pass the output of `edgetune "
+                            "finetune`, another Hugging Face model directory, a packaged model or a hub id")
+    model_ref = resolve_model(model)
+    if model_ref.gguf_file:
+        raise EdgetuneError(f"{model}: GGUF weights cannot be exported to ONNX; pass a Hugging Face model directory")
+    return model_ref
+
+
+def _task_of_model(model_dir: Path):
+    model_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    task = task_for_model_config(model_config)
+    if task is None:
+        raise EdgetuneError(f"{model_dir / 'config.json'}: cannot tell the model's task (architectures "
+                            f"{model_config.get('architectures')}); edgetune exports {', '.join(registered_tasks())}")
+    return task
+
+
+def _optimum_export(model_dir: Path, staging: Path, opset: int, optimum_task: str) -> Path:
     from optimum.exporters.onnx import main_export
 
     scratch = staging / "optimum-export"
-    main_export(str(model_dir), scratch, task="text-classification", opset=opset, do_validation=False,
+    main_export(str(model_dir), scratch, task=optimum_task, opset=opset, do_validation=False,
                 library_name="transformers", local_files_only=True)
     target = staging / MODEL_FILE
     (scratch / MODEL_FILE).replace(target)
@@ -143,20 +172,22 @@ def graph_io(onnx_path: Path) -> dict:
             "opset": max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))}
 
 
-def _write_manifest(staging: Path, model_dir: Path, source_manifest: dict, config: ExportConfig, max_length: int,
-                    parity: ParityReport, fusions: dict, raw_ops: dict, final_ops: dict, optimized: bool,
-                    pruned: bool) -> None:
-    import json
-
+def _write_manifest(staging: Path, model_ref: ResolvedModel, source_manifest: dict, task: Task,
+                    config: ExportConfig, max_length: int, parity: ParityReport, fusions: dict, raw_ops: dict,
+                    final_ops: dict, optimized: bool, pruned: bool) -> None:
     model_config = json.loads((staging / "config.json").read_text())
-    write_stage_manifest(staging, "export", "text-classification", {
-        "source": {"path": str(model_dir), "manifest_sha256": manifest_sha256(model_dir),
-                   "base_model": source_manifest.get("base_model"), "data": source_manifest.get("data"),
+    # A model edgetune did not train names itself as its base model and records no data.
+    base_model = source_manifest.get("base_model") or {"name": model_ref.name, "source": model_ref.source,
+                                                       "path": str(model_ref.path),
+                                                       "weights_sha256": model_ref.weights_sha256}
+    write_stage_manifest(staging, "export", task.name, {
+        "source": {"path": str(model_ref.path), "manifest_sha256": manifest_sha256(model_ref.path),
+                   "base_model": base_model, "data": source_manifest.get("data"),
                    "metrics": source_manifest.get("metrics")},
         "config": config_to_dict(config),
         "graph": graph_io(staging / MODEL_FILE),
         "max_length": max_length,
-        "labels": [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))],
+        **task.model_record(model_config),
         "parity": parity.to_dict(),
         "optimized": optimized,
         "pruned_to_first_token": pruned,

@@ -53,17 +53,6 @@ def encode_batches(tokenizer, texts: list[str], batch_size: int, max_length: int
     return batches
 
 
-def torch_logits(model, encoded_batches: list[dict[str, numpy.ndarray]]) -> numpy.ndarray:
-    import torch
-
-    model.eval()
-    outputs = []
-    with torch.inference_mode():
-        for batch in encoded_batches:
-            outputs.append(model(**{name: torch.from_numpy(value) for name, value in batch.items()}).logits.numpy())
-    return numpy.concatenate(outputs)
-
-
 def compare_logits(reference: numpy.ndarray, candidate: numpy.ndarray, max_abs_diff_allowed: float) -> ParityReport:
     difference = numpy.abs(reference.astype(numpy.float64) - candidate.astype(numpy.float64))
     return ParityReport(

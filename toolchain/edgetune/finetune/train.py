@@ -21,12 +21,13 @@ from pathlib import Path
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig
-from edgetune.data.load import LabelledData, TextSplit, load_labelled_data
+from edgetune.data.load import LabelledData, load_labelled_data
 from edgetune.data.report import build_data_report, format_data_report
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.models.resolve import ResolvedModel, resolve_model
 from edgetune.stage_manifest import write_stage_manifest
+from edgetune.tasks import TEXT_CLASSIFICATION, Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class TrainingHooks:
     """
 
     stage = "finetune"
+    task = TEXT_CLASSIFICATION
+    """The `edgetune.tasks` task trained: it loads the model, encodes the data and scores it."""
 
     def run_record(self) -> dict:
         """More settings that `--resume` must find unchanged."""
@@ -70,7 +73,7 @@ class TrainingHooks:
         return model
 
     def training_set(self, data: LabelledData, tokenizer, label_ids: dict[str, int], max_length: int):
-        return _encode(tokenizer, data.train, label_ids, max_length)
+        return get_task(self.task).encode_for_training(tokenizer, data.train, label_ids, max_length)
 
     def trainer_class(self):
         from transformers import Trainer
@@ -130,10 +133,12 @@ def train_classifier(
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
 
     # Everything a user can get wrong is checked before the first weight is loaded.
+    task = get_task(hooks.task)
     data = load_labelled_data(data_config)
     hooks.check(data)
     model_ref = resolve_model(config.model)
-    run_record = {"config": config_to_dict(config), "data": config_to_dict(data_config),
+    # The task is part of the run: `--resume` refuses checkpoints of a run that trained another task.
+    run_record = {"task": task.name, "config": config_to_dict(config), "data": config_to_dict(data_config),
                   "data_fingerprint": data.fingerprint(), **hooks.run_record()}
     resume_from = _prepare_work_directory(work_dir, run_record, resume=resume, force=force,
                                           is_main_process=is_main_process)
@@ -149,7 +154,7 @@ def train_classifier(
         log.info("data report\n%s", format_data_report(data_report))
 
     label_ids = {name: index for index, name in enumerate(data.label_names)}
-    model = _load_classifier(model_ref, data.label_names, tokenizer)
+    model = task.load_for_training(model_ref, data.label_names, tokenizer)
     layers_kept = None
     if config.layers is not None or config.num_layers is not None:
         from edgetune.distill.student import keep_layers
@@ -169,15 +174,16 @@ def train_classifier(
                  model_ref.source, f"{trainable:,}", f"{total:,}")
 
     train_set = hooks.training_set(data, tokenizer, label_ids, max_length)
-    validation_set = _encode(tokenizer, data.validation, label_ids, max_length)
+    validation_set = task.encode_for_training(tokenizer, data.validation, label_ids, max_length)
     trainer = _build_trainer(config, model, tokenizer, train_set, validation_set, work_dir / "checkpoints",
-                             len(data.label_names), extra_callbacks, hooks)
+                             task, data.label_names, extra_callbacks, hooks)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # The trainer has loaded the best checkpoint (by validation metric); report on it.
-    metrics = {"validation": _evaluate(trainer, validation_set, data.label_names)}
+    metrics = {"validation": _evaluate(task, trainer, validation_set, data.label_names)}
     if data.test is not None:
-        metrics["test"] = _evaluate(trainer, _encode(tokenizer, data.test, label_ids, max_length), data.label_names)
+        test_set = task.encode_for_training(tokenizer, data.test, label_ids, max_length)
+        metrics["test"] = _evaluate(task, trainer, test_set, data.label_names)
     best_step = _best_step(trainer.state.best_model_checkpoint)
     wall_time_s = time.perf_counter() - started
 
@@ -259,31 +265,6 @@ def _token_counter(tokenizer):
     return count
 
 
-def _load_classifier(model_ref: ResolvedModel, label_names: list[str], tokenizer):
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_ref.path,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: index for index, name in enumerate(label_names)},
-        ignore_mismatched_sizes=True,  # a checkpoint with another head is re-headed for these labels
-        **model_ref.from_pretrained_kwargs(),
-    )
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
-def _encode(tokenizer, split: TextSplit, label_ids: dict[str, int], max_length: int):
-    import datasets
-
-    encoded = tokenizer(split.texts, truncation=True, max_length=max_length)
-    columns = {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
-    columns["labels"] = [label_ids[label] for label in split.labels]
-    return datasets.Dataset.from_dict(columns)
-
-
 def _precision(requested: str) -> tuple[str, dict]:
     """The precision actually used and the TrainingArguments flags for it."""
     import torch
@@ -297,12 +278,11 @@ def _precision(requested: str) -> tuple[str, dict]:
 
 
 def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validation_set, checkpoint_dir: Path,
-                   num_labels: int, extra_callbacks: Sequence[object], hooks: TrainingHooks):
+                   task: Task, label_names: list[str], extra_callbacks: Sequence[object], hooks: TrainingHooks):
     import torch
     from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from edgetune.finetune.metrics import summary_metrics
     from edgetune.finetune.progress import LiveProgressCallback
 
     _, precision_flags = _precision(config.precision)
@@ -345,7 +325,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
 
     def compute_metrics(prediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return summary_metrics(prediction.label_ids, logits.argmax(axis=-1), num_labels)
+        return task.training_metrics(logits, prediction.label_ids, label_names)
 
     callbacks = [LiveProgressCallback(config.metric), *extra_callbacks]
     if config.early_stopping_patience:
@@ -366,12 +346,10 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
     return trainer
 
 
-def _evaluate(trainer, dataset, label_names: list[str]) -> dict:
-    from edgetune.finetune.metrics import classification_report
-
+def _evaluate(task: Task, trainer, dataset, label_names: list[str]) -> dict:
     prediction = trainer.predict(dataset)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    return classification_report(logits, prediction.label_ids, label_names)
+    return task.evaluate_predictions(logits, prediction.label_ids, label_names)
 
 
 def _best_step(checkpoint: str | None) -> int | None:
@@ -394,7 +372,7 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
         write_json_atomic(staging / "metrics.json", metrics)
         write_json_atomic(staging / "data_report.json", data_report)
         write_curves(trainer.state.log_history, staging, config.metric)
-        write_stage_manifest(staging, hooks.stage, "text-classification", {
+        write_stage_manifest(staging, hooks.stage, hooks.task, {
             "base_model": {"name": model_ref.name, "source": model_ref.source, "path": str(model_ref.path),
                            "weights_sha256": model_ref.weights_sha256},
             # The data config lets later stages (export parity, quantisation calibration and evaluation)

@@ -26,6 +26,14 @@ class QuantizeConfig:
     """ONNX Runtime intra-op threads while timing; 1 is what a phone app usually gets."""
     keep: str | None = None
     """Variant to write when not `auto`; default: the fastest one inside the budget."""
+    validation: str | None = None
+    """Labelled held-out data scoring each variant; default: the validation split recorded at fine-tuning."""
+    calibration: str | None = None
+    """Texts calibrating static quantisation; default: the training split recorded at fine-tuning."""
+    text_column: str | None = None
+    """Column of `validation`/`calibration` holding the text; detected from common names when absent."""
+    label_column: str | None = None
+    """Column of `validation` holding the label; detected from common names when absent."""
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.variants if name not in VARIANTS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -13,15 +14,16 @@ import numpy
 from edgetune.atomic import atomic_directory, write_json_atomic
 from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
-from edgetune.export.heldout import recorded_data
+from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
+from edgetune.export.heldout import RecordedData, heldout_texts, read_heldout_file
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
 from edgetune.quantize.variants import VARIANTS, VariantSpec
-from edgetune.stage_manifest import MANIFEST, manifest_sha256, read_stage_manifest, write_stage_manifest
+from edgetune.stage_manifest import MANIFEST, manifest_sha256, write_stage_manifest
+from edgetune.tasks import HeldOutText, Task
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 # Compression hurts rare classes first (Hooker et al. 2019): list the classes that lose this much F1.
 F1_LOSS_FLAGGED_POINTS = 2.0
 # Variants within 3% of the fastest p50 count as equally fast: side-by-side timing on a shared CPU
@@ -43,42 +45,38 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
     worst per-class F1 change, size and batch-1 latency, and which one was kept and why.
     """
     export_dir, output_dir = Path(export_dir), Path(output_dir)
-    manifest = read_stage_manifest(export_dir)
-    if manifest.get("stage") != "export" or not (export_dir / MODEL_FILE).is_file():
-        raise EdgetuneError(f"{export_dir}: not an `edgetune export` directory (no {MODEL_FILE} with its manifest)")
+    manifest, task = read_onnx_artifact(export_dir, ("export",), "not an `edgetune export` directory")
     if output_dir.exists() and not force:
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
 
-    source_dir = Path(manifest["source"]["path"])
-    label_names = manifest["labels"]
     tuning = manifest.get("session", {})  # how the export says its graph runs fastest; variants run the same way
-    data = recorded_data(source_dir)  # validation selects, train calibrates, test is only reported
-    texts, labels = data.validation.texts, data.validation.labels
-    calibration_texts = _spread(data.train.texts, config.calibration_samples)
-    test_split = (data.test.texts, data.test.labels) if data.test is not None else None
+    # Validation selects, calibration calibrates static variants, test is only reported: files the
+    # user names first, else the splits recorded at fine-tuning where that record is usable here.
+    recorded = RecordedData(manifest["source"].get("data"), export_dir)
+    columns = {"text_column": config.text_column, "label_column": config.label_column}
+    validation = heldout_texts(config.validation, recorded, "validation", "--validation",
+                               labels_required=task.labels_required, **columns)
+    calibration_texts = _calibration_texts(config, recorded, columns)
+    test_split = recorded.optional_split("test")
 
     from transformers import AutoTokenizer
 
-    from edgetune.export.parity import encode_batches
-
     tokenizer = AutoTokenizer.from_pretrained(export_dir)
     max_length = manifest["max_length"]
-    label_index = {name: i for i, name in enumerate(label_names)}
-    eval_batches = encode_batches(tokenizer, texts, 64, max_length)
-    eval_ids = numpy.array([label_index[label] for label in labels])
-    latency_batches = encode_batches(tokenizer, texts[: config.latency_texts], 1, max_length)
-    calibration_batches = _fixed_length_batches(tokenizer, calibration_texts, max_length)
+    eval_targets = task.evaluation_targets(validation, manifest)
+    eval_batches = task.encode(tokenizer, validation.texts, 64, max_length)
+    latency_batches = task.encode(tokenizer, validation.texts[: config.latency_texts], 1, max_length)
+    calibration_batches = _fixed_length_batches(tokenizer, calibration_texts, max_length) if calibration_texts else []
 
     # One session per variant, made once: it scores accuracy now and is timed side by side later.
     sessions: dict[str, object] = {}
 
     def evaluate(spec: VariantSpec, path: Path) -> VariantEvaluation:
         from edgetune.onnx_session import session_for
-        from edgetune.quantize.evaluate import evaluate_variant
 
         sessions[spec.name] = session_for(path, config.threads, tuning)
-        return evaluate_variant(spec.name, spec.description, path, sessions[spec.name], eval_batches, eval_ids,
-                                label_names, list(spec.nodes_to_exclude))
+        return task.evaluate_variant(spec.name, spec.description, path, sessions[spec.name], eval_batches,
+                                     eval_targets, manifest, list(spec.nodes_to_exclude))
 
     with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as scratch:
         scratch_dir = Path(scratch)
@@ -87,6 +85,9 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         names = ["fp32", *[name for name in config.variants if name != "fp32"]]
         for name in names:
             spec = VARIANTS[name]
+            if spec.kind == "static" and not calibration_batches:
+                failures[name] = "no calibration text: pass --calibration FILE"
+                continue
             result = _build_and_evaluate(spec, export_dir / MODEL_FILE, scratch_dir, calibration_batches, evaluate)
             if isinstance(result, str):
                 failures[name] = result
@@ -108,16 +109,16 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         spec, chosen_path, chosen_eval = built[chosen]
         if test_split is not None:
             for name, path in ((chosen, chosen_path), ("fp32", built["fp32"][1])):
-                rows[name]["test"] = _test_metrics(path, tokenizer, test_split, label_names, max_length, tuning)
+                rows[name]["test"] = _test_metrics(task, path, tokenizer, test_split, manifest, tuning)
         report = {"chosen": chosen, "reason": _reason(rows, chosen, config), "variants": rows,
-                  "failed": failures, "evaluated_on": "validation split", "config": config_to_dict(config)}
+                  "failed": failures, "evaluated_on": validation.source, "config": config_to_dict(config)}
         with atomic_directory(output_dir, overwrite=force) as staging:
             shutil.copy2(chosen_path, staging / MODEL_FILE)
             for path in export_dir.iterdir():
                 if path.is_file() and path.name not in (MODEL_FILE, MANIFEST):
                     shutil.copy2(path, staging / path.name)
             write_json_atomic(staging / "quantize_report.json", report)
-            _write_manifest(staging, export_dir, manifest, config, chosen, rows[chosen], spec)
+            _write_manifest(staging, export_dir, manifest, task, config, chosen, rows[chosen], spec)
     return report
 
 
@@ -273,14 +274,27 @@ def _spread(texts: list[str], count: int) -> list[str]:
     return texts[::step][:count]  # spread over the file rather than its first rows (often one class)
 
 
-def _test_metrics(path: Path, tokenizer, split, label_names: list[str], max_length: int, tuning: dict) -> dict:
-    from edgetune.export.parity import encode_batches, onnx_logits
-    from edgetune.finetune.metrics import summary_metrics
+def _test_metrics(task: Task, path: Path, tokenizer, split: HeldOutText, record: dict, tuning: dict) -> dict:
+    outputs = task.onnx_outputs(path, task.encode(tokenizer, split.texts, 64, record["max_length"]), tuning)
+    return task.test_metrics(outputs, task.evaluation_targets(split, record), record)
 
-    texts, labels = split
-    index = {name: i for i, name in enumerate(label_names)}
-    logits = onnx_logits(path, encode_batches(tokenizer, texts, 64, max_length), tuning=tuning)
-    return summary_metrics(numpy.array([index[label] for label in labels]), logits.argmax(-1), len(label_names))
+
+def _calibration_texts(config: QuantizeConfig, recorded: RecordedData, columns: dict) -> list[str]:
+    """Texts for static variants' ranges: `config.calibration`, else the recorded training split; none
+    is needed (and none read) when no static variant is asked for."""
+    static = [name for name in config.variants if VARIANTS[name].kind == "static"]
+    if config.calibration:
+        return _spread(read_heldout_file(config.calibration, **columns).texts, config.calibration_samples)
+    if not static:
+        return []
+    reason = recorded.unavailable()
+    if reason is not None and not config.auto:
+        raise EdgetuneError(f"{reason}; static variants ({', '.join(static)}) need calibration text: pass "
+                            "--calibration FILE, or drop them from the variants")
+    if reason is not None:
+        log.warning("%s and no --calibration FILE was given: static variants are skipped", reason)
+        return []
+    return _spread(recorded.split("train", "--calibration").texts, config.calibration_samples)
 
 
 def format_quantize_table(rows: dict[str, dict], chosen: str) -> str:
@@ -305,8 +319,8 @@ def format_quantize_table(rows: dict[str, dict], chosen: str) -> str:
     return "\n".join(lines)
 
 
-def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, config: QuantizeConfig, chosen: str,
-                    row: dict, spec: VariantSpec) -> None:
+def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, task: Task, config: QuantizeConfig,
+                    chosen: str, row: dict, spec: VariantSpec) -> None:
     from edgetune.export.onnx_export import graph_io
 
     write_stage_manifest(staging, "quantize", export_manifest["task"], {
@@ -318,7 +332,7 @@ def _write_manifest(staging: Path, export_dir: Path, export_manifest: dict, conf
         "config": config_to_dict(config),
         "graph": graph_io(staging / MODEL_FILE),
         "max_length": export_manifest["max_length"],
-        "labels": export_manifest["labels"],
+        **task.model_record(json.loads((staging / "config.json").read_text(encoding="utf-8"))),
         "session": export_manifest.get("session", {}),
         "evaluation": row,
     })
