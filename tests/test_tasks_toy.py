@@ -25,7 +25,7 @@ from edgetune.export.config import ExportConfig
 from edgetune.export.onnx_export import export_onnx
 from edgetune.export.parity import ParityReport
 from edgetune.tasks import HeldOutText, Task
-from edgetune_runtime.bundle import Bundle, GoldenCheck
+from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.errors import BundleError
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import seal_manifest
@@ -91,42 +91,31 @@ class MeanPooledEmbeddingTask(Task):
 
 
 class EmbeddingBundle(Bundle):
-    """The runtime side: only what differs from the envelope (load, seal and hash checks, session).
+    """The runtime side: only what differs from the envelope (load, seal and hash checks, session,
+    golden-check driver), through the envelope's hooks."""
 
-    Written against today's `edgetune_runtime.bundle.Bundle`, whose `load` verifies the files and
-    builds `cls(directory, manifest)`.
-    """
+    def _read_section(self, section: dict, where: str) -> None:
+        self.max_length, self.pad_id, self.pad_token = section["max_length"], section["pad_id"], section["pad_token"]
 
-    def __init__(self, directory, manifest, **session_settings) -> None:
+    def _prepare(self, where: str) -> None:
         from tokenizers import Tokenizer
 
-        from edgetune_runtime.session import create_session
-
-        self.directory, self.manifest = directory, manifest
-        self._keepalive = session_settings.pop("keepalive", None)
-        section = manifest[SECTION]
-        self.session = create_session(directory / manifest["model"], tuning=manifest.get("session"),
-                                      **{k: v for k, v in session_settings.items() if v is not None})
-        self.tokenizer = Tokenizer.from_file(str(directory / manifest["tokenizer"]))
-        self.tokenizer.enable_truncation(max_length=section["max_length"])
-        self.tokenizer.enable_padding(pad_id=section["pad_id"], pad_token=section["pad_token"])
+        self.tokenizer = Tokenizer.from_file(str(self.directory / self.typed_manifest.tokenizer))
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        self.tokenizer.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token)
 
     def embed(self, texts: list[str]) -> numpy.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts))
         feeds = {"input_ids": numpy.array([e.ids for e in encodings], numpy.int64),
                  "attention_mask": numpy.array([e.attention_mask for e in encodings], numpy.int64),
                  "token_type_ids": numpy.array([e.type_ids for e in encodings], numpy.int64)}
-        names = [graph_input.name for graph_input in self.session.get_inputs()]
-        return _mean_pool(self.session.run(None, {n: feeds[n] for n in names})[0], feeds["attention_mask"])
+        return _mean_pool(self.session.run(None, {n: feeds[n] for n in self.input_names})[0], feeds["attention_mask"])
 
-    def verify(self) -> GoldenCheck:
-        examples = json.loads((self.directory / self.manifest["golden"]).read_text(encoding="utf-8"))
+    def _golden_mismatches(self, examples: list, tolerance: float) -> list[dict]:
         embeddings = self.embed([example["text"] for example in examples])
-        tolerance = float(self.manifest["golden_tolerance"])
-        mismatches = [{"text": example["text"], "max_abs_diff": float(numpy.abs(row - example["embedding"]).max())}
-                      for example, row in zip(examples, embeddings, strict=True)
-                      if numpy.abs(row - example["embedding"]).max() > tolerance]
-        return GoldenCheck(len(examples), mismatches)
+        return [{"text": example["text"], "max_abs_diff": float(numpy.abs(row - example["embedding"]).max())}
+                for example, row in zip(examples, embeddings, strict=True)
+                if numpy.abs(row - example["embedding"]).max() > tolerance]
 
 
 @pytest.fixture
@@ -176,7 +165,7 @@ def test_a_task_registered_here_exports_bundles_loads_and_verifies(toy_task, enc
     golden = json.loads((tmp_path / "bundle" / "golden.json").read_text())
     assert len(golden) == 5 and len(golden[0]["embedding"]) == 32  # hidden size of the tiny BERT
 
-    loaded = EmbeddingBundle.load(tmp_path / "bundle")
+    loaded = Bundle.load(tmp_path / "bundle")
     assert isinstance(loaded, EmbeddingBundle)
     assert loaded.verify().passed
     # The golden check can fail: an expected embedding moved by more than the tolerance (re-sealed, so
@@ -184,10 +173,10 @@ def test_a_task_registered_here_exports_bundles_loads_and_verifies(toy_task, enc
     golden[0]["embedding"][0] += 0.01
     (tmp_path / "bundle" / "golden.json").write_text(json.dumps(golden))
     with pytest.raises(BundleError, match="golden.json does not match its sha256"):
-        EmbeddingBundle.load(tmp_path / "bundle")
+        Bundle.load(tmp_path / "bundle")
     manifest["files"]["golden.json"] = sha256_file(tmp_path / "bundle" / "golden.json")
     (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
-    check = EmbeddingBundle.load(tmp_path / "bundle").verify()
+    check = Bundle.load(tmp_path / "bundle").verify()
     assert not check.passed and [m["text"] for m in check.mismatches] == [golden[0]["text"]]
 
 
