@@ -28,7 +28,8 @@ def test_valid_mapping_builds_nested_config():
         ({"lora": {"rank": 4}}, r"finetune\.lora\.rank: unknown key"),
         ({"lora": {"r": 0}}, r"finetune\.lora\.r: 0 must be at least 1"),
         ({"learning_rate": -1}, r"finetune\.learning_rate: -1.0 must be greater than zero"),
-        ({"lora": {"target_modules": "q"}}, r"finetune\.lora\.target_modules: expected a list"),
+        ({"lora": {"target_modules": 3}}, r"finetune\.lora\.target_modules: expected a list"),
+        ({"layers": "0,two"}, r"finetune\.layers: .0,two.: expected whole numbers separated by commas"),
     ],
 )
 def test_bad_values_name_their_path(values, message):

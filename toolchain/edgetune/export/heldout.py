@@ -36,4 +36,4 @@ def recorded_data(model_dir: Path):
             f"{model_dir} records no training data (no edgetune.json from `edgetune finetune`); "
             "pass --texts FILE with held-out text"
         )
-    return load_labelled_data(DataConfig(**data_config))
+    return load_labelled_data(DataConfig.from_recorded(data_config))
