@@ -36,6 +36,7 @@ from edgetune.cli.main import cli
 from edgetune.cli.report_command import REPORT_OPTIONS, report_command
 from edgetune.configuration import HELP
 from edgetune.errors import ConfigError
+from edgetune.finetune.config import LoraSettings
 from edgetune.quantize.variants import DEFAULT_VARIANTS, PRESETS, VARIANTS
 from edgetune.recipes.data_source import resolve_data
 from edgetune.recipes.load import load_recipe
@@ -109,6 +110,9 @@ def test_every_config_field_declares_its_help_once():
 
     classes = {options.config_class for _, configs, _ in STAGE_COMMANDS.values() for options in configs}
     classes |= {RecipeData, ReportSettings, BenchStageConfig}
+    classes |= {hint for config_class in list(classes) for hint in typing.get_type_hints(config_class).values()
+                if dataclasses.is_dataclass(hint)}  # nested: LoraSettings, FinetuneConfig under distill
+    assert LoraSettings in classes
     for config_class in classes:
         for field in dataclasses.fields(config_class):
             assert field.metadata.get(HELP, "").strip(), f"{config_class.__name__}.{field.name} has no help"
