@@ -23,7 +23,7 @@ class QuantizeConfig:
         None, aliases=("--variant",),
         help="Variants to try, e.g. dynamic-int8,static-qdq-minmax (presets such as arm64 name the variant they "
              "equal; see `edgetune quantize --list`); fp32 is always evaluated as the reference. Default: "
-             f"{','.join(DEFAULT_VARIANTS)}; with auto, every variant.")
+             f"{','.join(DEFAULT_VARIANTS)}; with auto, every variant (presets are not built twice).")
     auto: bool = setting(
         False, help="Try the variants (every one unless variants are given), exclude sensitive nodes where one "
                     "misses the budget, and keep the fastest inside it.")
