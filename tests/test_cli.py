@@ -28,6 +28,8 @@ def test_help_is_instant_because_nothing_heavy_is_imported():
     assert result.stdout.strip() == ""
     help_text = run([*EDGETUNE, "finetune", "--help"]).stdout
     assert "--lora-r" in help_text and "--resume" in help_text and "accelerate launch" in help_text
+    # Flags are named after the config keys, today's short names kept beside them, defaults shown.
+    assert "--learning-rate, --lr" in help_text and "[default: 128]" in help_text
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
@@ -53,9 +55,9 @@ def test_bad_data_stops_finetune_before_training(tmp_path):
 def test_bad_hyperparameter(tmp_path):
     train = write_csv(tmp_path / "train.csv", [{"text": "hello", "category": "a"}])
     _assert_one_line_error(run([*EDGETUNE, "finetune", "--train", str(train), "-o", str(tmp_path / "o"),
-                                "--lr", "-1"]), "learning_rate: -1.0 must be greater than zero")
+                                "--lr", "-1"]), "--learning-rate: -1.0 must be greater than zero")
     _assert_one_line_error(run([*EDGETUNE, "finetune", "--train", str(train), "-o", str(tmp_path / "o"),
-                                "--method", "lora", "--lora-r", "0"]), "lora.r: 0 must be at least 1")
+                                "--method", "lora", "--lora-r", "0"]), "--lora-r: 0 must be at least 1")
 
 
 def test_unknown_model(tmp_path, small_banking77):

@@ -150,7 +150,7 @@ def test_report_counts_duplicates_conflicts_and_leakage(tmp_path):
     train = write_csv(tmp_path / "train.csv", rows)
     test = write_csv(tmp_path / "test.csv", [{"text": "message number 3", "category": "card"},
                                              {"text": "brand new", "category": "cash"}])
-    data = load_labelled_data(DataConfig(train=str(train), test=str(test), validation_fraction=0.1, seed=3))
+    data = load_labelled_data(DataConfig(train=str(train), test=str(test), validation_fraction=0.1, split_seed=3))
     report = build_data_report(data)
     duplicates = report["train_duplicates"]
     # Both extra rows repeat an earlier text unless the carve-out moved the original to validation.

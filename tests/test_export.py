@@ -83,8 +83,8 @@ def test_parity_gate_fails_loudly_and_writes_nothing(tmp_path, tiny_finetuned_di
 
 
 def test_export_with_an_explicit_texts_file(tmp_path, tiny_finetuned_dir, small_banking77):
-    result = export_onnx(tiny_finetuned_dir, tmp_path / "x", ExportConfig(optimize=False, parity_texts=20),
-                         texts_file=str(small_banking77["test"]))
+    result = export_onnx(tiny_finetuned_dir, tmp_path / "x", ExportConfig(optimize=False, parity_texts=20,
+                                                                          validation=str(small_banking77["test"])))
     assert result.parity.texts_compared == 20 and not result.optimized
 
 

@@ -18,6 +18,22 @@ from edgetune.errors import ConfigError
 
 ConfigT = TypeVar("ConfigT")
 
+HELP = "help"
+ALIASES = "aliases"
+NESTED_ALIASES = "nested_aliases"
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, aliases: tuple[str, ...] = (),  # noqa: A002
+            default_factory: Any = dataclasses.MISSING,
+            nested_aliases: Mapping[str, tuple[str, ...]] | None = None) -> Any:
+    """A config field with its one help text, shared by recipes' docs and the generated CLI flag.
+
+    `aliases` are extra flag names kept for the command line (`--lr` for `learning_rate`);
+    `nested_aliases` gives flag aliases to fields of a nested config (`{"model": ("--student",)}`).
+    """
+    metadata = {HELP: help, ALIASES: tuple(aliases), NESTED_ALIASES: dict(nested_aliases or {})}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
 
 def build_config(config_class: type[ConfigT], values: Mapping[str, Any] | None, where: str) -> ConfigT:
     """Instantiate `config_class` from `values`, rejecting unknown keys and wrong types."""
@@ -76,9 +92,12 @@ def _convert(raw: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {raw!r} is not {_type_name(annotation)}")
         return raw
     if origin in (tuple, list):
-        if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(raw).__name__} {raw!r}")
         (item_type, *_rest) = get_args(annotation) or (Any,)
+        if isinstance(raw, str):
+            # `0,2,4`: how a list arrives from a command-line flag or a `--set` override.
+            raw = _split_list(raw, item_type, where)
+        if not isinstance(raw, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(raw).__name__} {raw!r}")
         items = [_convert(item, item_type, f"{where}[{index}]") for index, item in enumerate(raw)]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(annotation):
@@ -108,6 +127,18 @@ def _convert(raw: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a path, got {raw!r}")
         return Path(raw)
     raise TypeError(f"{where}: unsupported config annotation {annotation!r}")
+
+
+def _split_list(text: str, item_type: Any, where: str) -> list:
+    """`a, b` -> ["a", "b"]; numbers are read as numbers for a list of numbers."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if item_type not in (int, float):
+        return parts
+    try:
+        return [item_type(part) for part in parts]
+    except ValueError:
+        kind = "whole numbers" if item_type is int else "numbers"
+        raise ConfigError(f"{where}: {text!r}: expected {kind} separated by commas, such as 0,2,4") from None
 
 
 def config_to_dict(config: Any) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgetune.configuration import setting
 from edgetune.errors import ConfigError
 
 
@@ -11,20 +12,21 @@ from edgetune.errors import ConfigError
 class BundleConfig:
     """What goes into a bundle besides the model."""
 
-    golden_examples: int = 16
-    """Real validation texts shipped with their expected outputs, so a device can verify the bundle."""
-    golden_tolerance: float = 0.02
-    """Largest probability drift a device may show on a golden example (int8 kernels differ by CPU)."""
-    ort_format: bool = False
-    """Also write model.ort and required_operators.config for ONNX Runtime mobile/minimal builds."""
-    zip: bool = False
-    """Also write the bundle as one .zip beside the directory."""
-    validation: str | None = None
-    """Held-out data the golden examples are drawn from; default: the validation split recorded at fine-tuning."""
-    text_column: str | None = None
-    """Column of `validation` holding the text; detected from common names when absent."""
-    label_column: str | None = None
-    """Column of `validation` holding the label; detected from common names when absent."""
+    golden_examples: int = setting(
+        16, help="Real validation texts shipped with their expected outputs, so a device can verify the bundle.")
+    golden_tolerance: float = setting(
+        0.02, help="Largest probability drift a device may show on a golden example (int8 kernels differ by CPU).")
+    ort_format: bool = setting(False, aliases=("--ort",),
+                               help="Also write model.ort and required_operators.config for ONNX Runtime "
+                                    "mobile/minimal builds.")
+    zip: bool = setting(False, help="Also write the bundle as one .zip beside the directory.")
+    validation: str | None = setting(
+        None, help="Labelled texts the golden examples are drawn from (CSV/TSV/JSONL/Parquet). Default: the "
+                   "validation split the model was trained with.")
+    text_column: str | None = setting(None, help="Column of validation holding the text; detected from common "
+                                                 "names when absent.")
+    label_column: str | None = setting(None, help="Column of validation holding the label; detected from common "
+                                                  "names when absent.")
 
     def __post_init__(self) -> None:
         if self.golden_examples < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgetune.cli.data_options import data_config_from, data_options
+from edgetune.cli.data_options import DATA_OPTIONS
 
 
 @click.group()
@@ -13,7 +13,7 @@ def data() -> None:
 
 
 @data.command()
-@data_options
+@DATA_OPTIONS
 @click.option("--model", default=None,
               help="Count lengths in this model's tokens (a path or hub id). Default: whitespace words.")
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
@@ -26,7 +26,7 @@ def inspect(model: str | None, max_length: int | None, report_path: str | None, 
     from edgetune.data.load import load_labelled_data
     from edgetune.data.report import build_data_report, format_data_report
 
-    labelled = load_labelled_data(data_config_from(options))
+    labelled = load_labelled_data(DATA_OPTIONS.build(options))
     count_tokens = None
     if model:
         from transformers import AutoTokenizer

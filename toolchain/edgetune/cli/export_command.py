@@ -5,33 +5,27 @@ from __future__ import annotations
 import click
 
 from edgetune.bundle.config import BundleConfig
+from edgetune.cli.config_options import ConfigOptions
 from edgetune.export.config import ExportConfig
 from edgetune.quantize.config import QuantizeConfig
-from edgetune.quantize.variants import DEFAULT_VARIANTS, VARIANTS
+from edgetune.quantize.variants import PRESETS, VARIANTS
 
-_EXPORT = ExportConfig()
-_QUANTIZE = QuantizeConfig()
-_BUNDLE = BundleConfig()
+EXPORT_OPTIONS = ConfigOptions(ExportConfig)
+QUANTIZE_OPTIONS = ConfigOptions(QuantizeConfig)
+BUNDLE_OPTIONS = ConfigOptions(BundleConfig)
 
 
 @click.command("export")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("model")
 @click.argument("output", type=click.Path(file_okay=False))
-@click.option("--opset", type=int, default=_EXPORT.opset, show_default=True)
-@click.option("--texts", "texts_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Held-out texts for the parity gate. Default: the validation split MODEL_DIR was trained with.")
-@click.option("--parity-texts", type=int, default=_EXPORT.parity_texts, show_default=True,
-              help="How many held-out texts to compare.")
-@click.option("--max-abs-diff", type=float, default=_EXPORT.max_abs_diff, show_default=True,
-              help="Largest allowed |logit difference| against PyTorch; argmax must also agree on every text.")
-@click.option("--optimize/--no-optimize", default=_EXPORT.optimize, show_default=True,
-              help="Fuse attention, GELU and embeddings with ONNX Runtime's transformer optimiser.")
-@click.option("--prune-to-first-token/--no-prune-to-first-token", default=_EXPORT.prune_to_first_token,
-              show_default=True, help="With --optimize: run the last layer only for the first token, the one a "
-              "classifier reads (same logits, gated on parity; about a sixth less work for a 6-layer model).")
+@EXPORT_OPTIONS
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-def export_command(model_dir: str, output: str, texts_file: str | None, force: bool, **options) -> None:
-    """Export MODEL_DIR (from `edgetune finetune`) to ONNX in OUTPUT, gated on parity with PyTorch.
+def export_command(model: str, output: str, force: bool, **options) -> None:
+    """Export MODEL to ONNX in OUTPUT, gated on parity with PyTorch.
+
+    MODEL is an `edgetune finetune` output, any local Hugging Face model directory, a packaged id
+    or a hub id (see `edgetune models list`). A model edgetune did not train records no held-out
+    data: pass --validation FILE.
 
     Batch and sequence axes stay dynamic. Logits are compared with PyTorch on real held-out text;
     the export fails (exit 2, nothing written) unless every argmax agrees and the largest difference
@@ -40,7 +34,8 @@ def export_command(model_dir: str, output: str, texts_file: str | None, force: b
     """
     from edgetune.export.onnx_export import export_onnx
 
-    result = export_onnx(model_dir, output, ExportConfig(**options), texts_file=texts_file, force=force)
+    config = EXPORT_OPTIONS.build(options)
+    result = export_onnx(model, output, config, force=force)
     click.echo(f"parity: {result.parity.describe()}")
     fusions = ", ".join(f"{name} x{count}" for name, count in result.fusions.items()) or "none"
     click.echo(f"fusions: {fusions}; {sum(result.op_counts.values())} nodes: "
@@ -52,29 +47,20 @@ def _list_variants(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
     for name, spec in VARIANTS.items():
-        click.echo(f"{name:<28}{spec.description}")
+        click.echo(f"{name:<36}{spec.description}")
+    for preset, variant in PRESETS.items():
+        click.echo(f"{preset:<36}preset: builds exactly {variant} (resolves to it)")
     ctx.exit()
 
 
 @click.command("quantize")
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("output", type=click.Path(file_okay=False))
-@click.option("--variant", "variants", multiple=True, metavar="NAME",
-              help=f"Variant to try (repeatable). Default: {', '.join(DEFAULT_VARIANTS)}. See --list.")
 @click.option("--list", "list_variants", is_flag=True, is_eager=True, expose_value=False, callback=_list_variants,
-              help="List the variants (including the avx512_vnni, avx2 and arm64 presets) and exit.")
-@click.option("--auto", is_flag=True, help="Try every variant, rescue over-budget int8 ones by keeping sensitive "
-              "nodes in float, and keep the fastest inside the budget.")
-@click.option("--max-accuracy-drop", type=float, default=_QUANTIZE.max_accuracy_drop, show_default=True,
-              help="Accuracy points a variant may lose against fp32 on the validation split.")
-@click.option("--calibration-samples", type=int, default=_QUANTIZE.calibration_samples, show_default=True)
-@click.option("--latency-texts", type=int, default=_QUANTIZE.latency_texts, show_default=True)
-@click.option("--threads", type=int, default=_QUANTIZE.threads, show_default=True,
-              help="ONNX Runtime threads while timing (batch 1).")
-@click.option("--keep", default=None, help="Write this variant instead of the fastest one inside the budget.")
+              help="List the variants and the presets (avx512_vnni, arm64: names of the variant they equal) and exit.")
+@QUANTIZE_OPTIONS
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-def quantize_command(export_dir: str, output: str, variants: tuple[str, ...], auto: bool, force: bool,
-                     **options) -> None:
+def quantize_command(export_dir: str, output: str, force: bool, **options) -> None:
     """Build quantised variants of EXPORT_DIR, evaluate each, and write the chosen one to OUTPUT.
 
     Every variant is measured on the validation split: accuracy, macro-F1, per-class F1 change
@@ -83,9 +69,7 @@ def quantize_command(export_dir: str, output: str, variants: tuple[str, ...], au
     """
     from edgetune.quantize.run import quantize
 
-    chosen_variants = tuple(VARIANTS) if auto and not variants else (variants or DEFAULT_VARIANTS)
-    report = quantize(export_dir, output, QuantizeConfig(variants=chosen_variants, auto=auto, **options),
-                      force=force)
+    report = quantize(export_dir, output, QUANTIZE_OPTIONS.build(options), force=force)
     click.echo(f"kept {report['chosen']}: {report['reason']}")
     if report["failed"]:
         click.echo("could not build: " + "; ".join(f"{k} ({v[:80]})" for k, v in report["failed"].items()))
@@ -95,12 +79,7 @@ def quantize_command(export_dir: str, output: str, variants: tuple[str, ...], au
 @click.command("bundle")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("output", type=click.Path(file_okay=False))
-@click.option("--golden-examples", type=int, default=_BUNDLE.golden_examples, show_default=True)
-@click.option("--golden-tolerance", type=float, default=_BUNDLE.golden_tolerance, show_default=True)
-@click.option("--ort/--no-ort", "ort_format", default=_BUNDLE.ort_format, show_default=True,
-              help="Also ship model.ort + required_operators.config for ONNX Runtime mobile/minimal builds.")
-@click.option("--zip/--no-zip", "zip", default=_BUNDLE.zip, show_default=True,
-              help="Also write OUTPUT.zip.")
+@BUNDLE_OPTIONS
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 def bundle_command(model_dir: str, output: str, force: bool, **options) -> None:
     """Write MODEL_DIR (from export or quantize) as a self-verifying on-device bundle in OUTPUT.
@@ -110,5 +89,5 @@ def bundle_command(model_dir: str, output: str, force: bool, **options) -> None:
     """
     from edgetune.bundle.build import build_bundle
 
-    result = build_bundle(model_dir, output, BundleConfig(**options), force=force)
+    result = build_bundle(model_dir, output, BUNDLE_OPTIONS.build(options), force=force)
     click.echo(f"bundle written to {result.directory}" + (f" and {result.zip_path}" if result.zip_path else ""))

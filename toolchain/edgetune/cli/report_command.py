@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import click
 
+from edgetune.cli.config_options import ConfigOptions
 from edgetune.report.merge import PLOT_FILE, TABLE_FILE, ReportConfig
 
-_REPORT = ReportConfig()
+REPORT_OPTIONS = ConfigOptions(ReportConfig)
 
 
 @click.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help=f"Directory to write {TABLE_FILE} and {PLOT_FILE} into.")
-@click.option("--batch-size", type=int, default=_REPORT.batch_size, show_default=True,
-              help="Runs at this batch size make the plot and the Pareto front.")
-@click.option("--latency", type=click.Choice(["p50_ms", "p90_ms"]), default=_REPORT.latency, show_default=True)
-@click.option("--title", default=_REPORT.title, show_default=True)
+@REPORT_OPTIONS
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 def report_command(results: tuple[str, ...], output: str, force: bool, **options) -> None:
     """Merge RESULTS (JSON files from `edgetune-runtime bench -o`, from any devices) into one report.
@@ -26,7 +24,7 @@ def report_command(results: tuple[str, ...], output: str, force: bool, **options
     """
     from edgetune.report.merge import report
 
-    result = report(list(results), output, ReportConfig(**options), force=force)
+    result = report(list(results), output, REPORT_OPTIONS.build(options), force=force)
     click.echo(result.table)
     click.echo(f"Pareto front: {', '.join(row.name for row in result.front)}")
     click.echo(f"written to {result.output_dir}/{TABLE_FILE} and {PLOT_FILE}")

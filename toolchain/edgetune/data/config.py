@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from edgetune.configuration import setting
 from edgetune.errors import ConfigError
+
 # Tried in order when no column is named: one list, the runtime's, so a file that trained a model also
 # benchmarks it.
 from edgetune_runtime.texts_file import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES  # noqa: F401
@@ -14,20 +18,18 @@ from edgetune_runtime.texts_file import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CAN
 class DataConfig:
     """A labelled text-classification dataset."""
 
-    train: str
-    """Training data: a CSV/TSV/JSONL/Parquet path, or a hub dataset id where a network exists."""
-    validation: str | None = None
-    """Validation data used for model selection; carved from `train` when absent."""
-    test: str | None = None
-    """Held-out data reported at the end and never used to choose anything."""
-    text_column: str | None = None
-    """Column holding the text; detected from common names when absent."""
-    label_column: str | None = None
-    """Column holding the label; detected from common names when absent."""
-    validation_fraction: float = 0.1
-    """Share of each training class carved off for validation when no validation data is given."""
-    seed: int = 42
-    """Seed of the validation carve-out, so every run selects on the same rows."""
+    train: str = setting(help="Training data: a CSV/TSV/JSONL/Parquet path, or a hub dataset id where a network "
+                              "exists.")
+    validation: str | None = setting(None, help="Validation data used for model selection. Default: a stratified "
+                                                "share of train (validation_fraction).")
+    test: str | None = setting(None, help="Held-out data reported at the end and never used to choose anything.")
+    text_column: str | None = setting(None, help="Column holding the text. Default: the first of text, sentence, "
+                                                 "content, utterance, ... that exists.")
+    label_column: str | None = setting(None, help="Column holding the label. Default: the first of label, labels, "
+                                                  "category, intent, ... that exists.")
+    validation_fraction: float = setting(
+        0.1, help="Share of each training class carved off for validation when no validation data is given.")
+    split_seed: int = setting(42, help="Seed of the validation carve-out, so every run selects on the same rows.")
 
     def __post_init__(self) -> None:
         if not self.train or not str(self.train).strip():
@@ -36,3 +38,11 @@ class DataConfig:
             raise ConfigError(
                 f"validation_fraction: {self.validation_fraction} is outside (0, 0.5); 0.1 is typical"
             )
+
+    @classmethod
+    def from_recorded(cls, recorded: Mapping[str, Any]) -> DataConfig:
+        """The data config a model's edgetune.json recorded; older models stored `split_seed` as `seed`."""
+        values = dict(recorded)
+        if "seed" in values:
+            values.setdefault("split_seed", values.pop("seed"))
+        return cls(**values)

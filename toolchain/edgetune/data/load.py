@@ -82,8 +82,8 @@ def load_labelled_data(config: DataConfig) -> LabelledData:
             _check_labels_known(split, set(label_names))
 
     if validation is None:
-        kept, held_out = stratified_holdout(train.labels, config.validation_fraction, config.seed)
-        source = f"{train.source} (carved: {config.validation_fraction:.0%} of each class, seed {config.seed})"
+        kept, held_out = stratified_holdout(train.labels, config.validation_fraction, config.split_seed)
+        source = f"{train.source} (carved: {config.validation_fraction:.0%} of each class, seed {config.split_seed})"
         validation = train.subset(held_out, "validation", source)
         train = train.subset(kept, "train", train.source)
         notes.append(f"no validation data given: held out {len(validation)} training rows for model selection")

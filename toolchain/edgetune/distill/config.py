@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from edgetune.configuration import setting
 from edgetune.errors import ConfigError
 from edgetune.finetune.config import FinetuneConfig
 
@@ -12,34 +13,37 @@ from edgetune.finetune.config import FinetuneConfig
 class DistillConfig:
     """How to train a small student on a fine-tuned teacher's soft targets (and the hard labels)."""
 
-    teacher: str
-    """Directory of a fine-tuned classifier (an `edgetune finetune` output) trained on the same labels."""
-    student: FinetuneConfig = field(default_factory=FinetuneConfig)
-    """The student and how it trains: `student.model` is the pretrained student, `student.layers` /
-    `student.num_layers` cut it down DistilBERT-style; epochs, learning rate, seed etc. as in finetune."""
-    temperature: float = 2.0
-    """Softmax temperature T of the soft targets: higher spreads the teacher's probability over the
-    classes it finds similar, which is the knowledge a one-hot label lacks."""
-    alpha: float = 0.5
-    """Weight of the soft-target loss, KL(T) x T^2; the hard-label cross-entropy gets 1 - alpha."""
-    transfer_text: str | None = None
-    """Extra unlabelled text (a .txt file, one text per line, or a CSV/TSV/JSONL/Parquet file with a
-    text column) that the teacher labels; it adds soft-target rows to training."""
-    augment_copies: int = 0
-    """Perturbed copies of each training text for the teacher to label (words dropped or replaced with
-    probability `augment_probability`, some copies cut to a span; Tang et al. 2019). Each copy adds a
-    soft-target row, so 1 copy about doubles the training time. 0 turns it off."""
-    augment_probability: float = 0.1
-    """Chance that each word of a copy is dropped, and again that it is replaced by a corpus word."""
-    hidden_weight: float = 0.0
-    """Weight of a representation loss: 1 - cosine between the student's mean-pooled last hidden state,
-    through a learned projection to the teacher's width, and the teacher's. 0 turns it off."""
-    teacher_max_length: int = 128
-    """Tokens the teacher reads per text (with its own tokenizer)."""
-    teacher_batch_size: int = 64
-    """Texts per teacher forward pass when computing its logits (once; then cached)."""
-    teacher_cache_dir: str | None = None
-    """Where teacher logits are cached. Default: $EDGETUNE_CACHE/teacher-logits (~/.cache/edgetune/...)."""
+    teacher: str = setting(
+        help="Fine-tuned teacher: an `edgetune finetune` output directory (in a recipe, or an earlier stage's "
+             "name) trained on the same labels.")
+    student: FinetuneConfig = setting(
+        default_factory=FinetuneConfig, nested_aliases={"model": ("--student",)},
+        help="The student and how it trains: student.model is the pretrained student (its own tokenizer is "
+             "used), student.layers / student.num_layers cut it down DistilBERT-style; epochs, learning rate, "
+             "seed etc. as in finetune.")
+    temperature: float = setting(
+        2.0, help="Softmax temperature T of the soft targets: higher spreads the teacher's probability over the "
+                  "classes it finds similar, which is the knowledge a one-hot label lacks.")
+    alpha: float = setting(0.5, help="Weight of the soft-target loss, KL(T) x T^2; the hard-label cross-entropy "
+                                     "gets 1 - alpha.")
+    transfer_text: str | None = setting(
+        None, help="Extra unlabelled text (a .txt file, one text per line, or a CSV/TSV/JSONL/Parquet file with a "
+                   "text column) that the teacher labels; it adds soft-target rows to training.")
+    augment_copies: int = setting(
+        0, help="Perturbed copies of each training text for the teacher to label (words dropped or replaced with "
+                "probability augment_probability, some copies cut to a span; Tang et al. 2019). Each copy adds a "
+                "soft-target row, so 1 copy about doubles the training time. 0 turns it off.")
+    augment_probability: float = setting(
+        0.1, help="Chance that each word of a copy is dropped, and again that it is replaced by a corpus word.")
+    hidden_weight: float = setting(
+        0.0, help="Weight of a representation loss: 1 - cosine between the student's mean-pooled last hidden "
+                  "state, through a learned projection to the teacher's width, and the teacher's. 0 turns it off.")
+    teacher_max_length: int = setting(128, help="Tokens the teacher reads per text (with its own tokenizer).")
+    teacher_batch_size: int = setting(64, help="Texts per teacher forward pass when computing its logits (once; "
+                                               "then cached).")
+    teacher_cache_dir: str | None = setting(
+        None, help="Where teacher logits are cached. Default: $EDGETUNE_CACHE/teacher-logits "
+                   "(~/.cache/edgetune/...).")
 
     def __post_init__(self) -> None:
         if not self.teacher:

@@ -74,7 +74,7 @@ class RecordedData:
         if self._data is None:
             from edgetune.data.load import load_labelled_data
 
-            self._data = load_labelled_data(DataConfig(**self.config))
+            self._data = load_labelled_data(DataConfig.from_recorded(self.config))
         chosen = {"train": self._data.train, "validation": self._data.validation, "test": self._data.test}[name]
         return None if chosen is None else HeldOutText(chosen.texts, chosen.labels, chosen.source)
 

@@ -36,16 +36,15 @@ class ExportResult:
     pruned_to_first_token: bool = False
 
 
-def export_onnx(model: str | Path, output_dir: str | Path, config: ExportConfig, *,
-                texts_file: str | None = None, force: bool = False) -> ExportResult:
+def export_onnx(model: str | Path, output_dir: str | Path, config: ExportConfig, *, force: bool = False
+                ) -> ExportResult:
     """Export `model` to ONNX (dynamic batch and sequence axes) and refuse it unless it matches PyTorch.
 
     `model` is anything `edgetune.models` resolves: an `edgetune finetune` output, another local
     model directory, a packaged model or a hub id. Parity is checked on real held-out text:
     `config.validation`, else the validation split recorded by `edgetune finetune` (a model from
-    elsewhere records none). `texts_file` is a deprecated alias of `config.validation`. With
-    `config.optimize`, the fused graph must pass the same gate; if only the unfused graph does, the
-    unfused graph is kept and the report says why.
+    elsewhere records none). With `config.optimize`, the fused graph must pass the same gate; if
+    only the unfused graph does, the unfused graph is kept and the report says why.
     """
     output_dir = Path(output_dir)
     model_ref = _resolve_exportable(model)
@@ -54,7 +53,7 @@ def export_onnx(model: str | Path, output_dir: str | Path, config: ExportConfig,
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
     source_manifest = read_stage_manifest(model_dir)
     task = get_task(source_manifest.get("task") or _task_of_model(model_dir).name, where=str(model_dir))
-    heldout = heldout_texts(config.validation or texts_file, RecordedData(source_manifest.get("data"), model_dir),
+    heldout = heldout_texts(config.validation, RecordedData(source_manifest.get("data"), model_dir),
                             "validation", "--validation", text_column=config.text_column,
                             label_column=config.label_column)
     texts = heldout.texts[: config.parity_texts]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from edgetune.configuration import setting
 from edgetune.errors import ConfigError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -14,14 +15,12 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 class LoraSettings:
     """Low-rank adapters (peft); merged into the weights on save so export sees a plain model."""
 
-    r: int = 16
-    """Adapter rank: 8-16 is typical for classification; higher trains more parameters."""
-    alpha: int = 32
-    """Scaling numerator; the update is scaled by alpha / r (2.0 with the defaults)."""
-    dropout: float = 0.05
-    """Dropout on the adapter input."""
-    target_modules: tuple[str, ...] | None = None
-    """Linear layers to adapt; chosen per architecture when absent (see finetune/lora.py)."""
+    r: int = setting(16, help="Adapter rank: 8-16 is typical for classification; higher trains more parameters.")
+    alpha: int = setting(32, help="Scaling numerator; the update is scaled by alpha / r (2.0 with the defaults).")
+    dropout: float = setting(0.05, help="Dropout on the adapter input.")
+    target_modules: tuple[str, ...] | None = setting(
+        None, help="Linear layers to adapt, e.g. query,value. Default: every attention and MLP linear layer of "
+                   "the architecture (see finetune/lora.py).")
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -36,55 +35,53 @@ class LoraSettings:
 class FinetuneConfig:
     """How to fine-tune a pretrained transformer into a text classifier."""
 
-    model: str = DEFAULT_MODEL
-    """Local model directory or hub id (packaged ids resolve offline; see `edgetune models list`)."""
-    method: Literal["full", "lora"] = "full"
-    """`full` updates every weight; `lora` trains low-rank adapters and the classifier head only."""
-    epochs: float = 8.0
-    """Passes over the training data (the best epoch on validation is kept)."""
-    learning_rate: float | None = None
-    """Peak learning rate after warm-up. Default: 3e-4 for full fine-tuning (measured best for small
-    encoders such as MiniLM; use 2e-5..5e-5 for base-size models), 1e-3 for LoRA."""
-    batch_size: int = 32
-    """Training examples per step and per process."""
-    eval_batch_size: int = 128
-    """Examples per forward pass when evaluating; no gradients, so it can be large."""
-    gradient_accumulation_steps: int = 1
-    """Steps whose gradients are summed before an update (effective batch = batch_size x this x processes)."""
-    max_length: int = 128
-    """Tokens kept per text; longer texts are truncated (the data report counts them)."""
-    warmup_ratio: float = 0.1
-    """Share of the steps spent ramping the learning rate up from zero."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    label_smoothing: float = 0.1
-    """Share of each target's probability spread over the other classes (0.1 helps many-class intents)."""
-    lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
-    """Learning-rate decay after warm-up."""
-    eval_steps: int | None = None
-    """Evaluate (and checkpoint) every N optimiser steps; every epoch when absent."""
-    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
-    """Validation metric that picks the best checkpoint and drives early stopping."""
-    early_stopping_patience: int | None = 3
-    """Stop after this many evaluations without improvement; never when absent."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """`auto`: bf16 on CUDA devices that support it, else fp16 on CUDA, fp32 on CPU."""
-    freeze_embeddings: bool = False
-    """Keep the word-embedding matrix fixed: ~30% faster steps on CPU for small encoders, where
-    that matrix holds half the weights but barely changes during fine-tuning."""
-    group_by_length: bool = True
-    """Batch texts of similar length together so dynamic padding wastes little compute."""
-    seed: int = 42
-    """Seed for weights of the new head, dropout and data order."""
-    logging_steps: int = 25
-    """Record training loss (the curves) every N steps."""
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    """Adapter settings, used when method is `lora`."""
-    layers: tuple[int, ...] | None = None
-    """Keep only these encoder layers (0-based, e.g. 0,2,4), initialised from the model's own weights
-    (DistilBERT-style): a shallower, faster model. All layers when absent."""
-    num_layers: int | None = None
-    """Keep this many evenly spaced encoder layers (3 of 6 keeps 0,2,4); exclusive with `layers`."""
+    model: str = setting(DEFAULT_MODEL, help="Local model directory or hub id (packaged ids resolve offline; "
+                                             "see `edgetune models list`).")
+    method: Literal["full", "lora"] = setting(
+        "full", help="full updates every weight; lora trains low-rank adapters and the classifier head only "
+                     "(merged into the weights on save).")
+    epochs: float = setting(8.0, help="Passes over the training data (the best epoch on validation is kept).")
+    learning_rate: float | None = setting(
+        None, aliases=("--lr",),
+        help="Peak learning rate after warm-up. Default: 3e-4 for full fine-tuning (measured best for small "
+             "encoders such as MiniLM; use 2e-5..5e-5 for base-size models), 1e-3 for LoRA.")
+    batch_size: int = setting(32, help="Training examples per step and per process.")
+    eval_batch_size: int = setting(128, help="Examples per forward pass when evaluating; no gradients, so it can "
+                                             "be large.")
+    gradient_accumulation_steps: int = setting(
+        1, aliases=("--grad-accum",),
+        help="Steps whose gradients are summed before an update (effective batch = batch_size x this x processes).")
+    max_length: int = setting(128, help="Tokens kept per text; longer texts are truncated (the data report counts "
+                                        "them).")
+    warmup_ratio: float = setting(0.1, help="Share of the steps spent ramping the learning rate up from zero.")
+    weight_decay: float = setting(0.01, help="AdamW weight decay.")
+    label_smoothing: float = setting(0.1, help="Share of each target's probability spread over the other classes "
+                                               "(0.1 helps many-class intents).")
+    lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = setting(
+        "linear", aliases=("--scheduler",), help="Learning-rate decay after warm-up.")
+    eval_steps: int | None = setting(None, help="Evaluate (and checkpoint) every N optimiser steps. Default: every "
+                                                "epoch.")
+    metric: Literal["accuracy", "macro_f1", "loss"] = setting(
+        "accuracy", help="Validation metric that picks the best checkpoint and drives early stopping.")
+    early_stopping_patience: int | None = setting(
+        3, aliases=("--patience",),
+        help="Stop after this many evaluations without improvement; 0 (or absent in a recipe: null) never stops "
+             "early.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
+        "auto", help="auto: bf16 on CUDA devices that support it, else fp16 on CUDA, fp32 on CPU.")
+    freeze_embeddings: bool = setting(
+        False, help="Keep the word-embedding matrix fixed: ~30% faster steps on CPU for small encoders, where that "
+                    "matrix holds half the weights but barely changes during fine-tuning.")
+    group_by_length: bool = setting(True, help="Batch texts of similar length together so dynamic padding wastes "
+                                               "little compute.")
+    seed: int = setting(42, help="Seed for weights of the new head, dropout and data order.")
+    logging_steps: int = setting(25, help="Record training loss (the curves) every N steps.")
+    lora: LoraSettings = setting(default_factory=LoraSettings, help="Adapter settings, used when method is lora.")
+    layers: tuple[int, ...] | None = setting(
+        None, help="Keep only these encoder layers (0-based, e.g. 0,2,4), initialised from the model's own weights "
+                   "(DistilBERT-style): a shallower, faster model. Default: all layers.")
+    num_layers: int | None = setting(
+        None, help="Keep this many evenly spaced encoder layers (3 of 6 keeps 0,2,4); exclusive with layers.")
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:
@@ -105,8 +102,12 @@ class FinetuneConfig:
             raise ConfigError(f"weight_decay: {self.weight_decay} must not be negative")
         if self.eval_steps is not None and self.eval_steps <= 0:
             raise ConfigError(f"eval_steps: {self.eval_steps} must be greater than zero")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError(f"early_stopping_patience: {self.early_stopping_patience} must be at least 1")
+        if self.early_stopping_patience == 0:
+            # 0 means "never stop early" on the command line and in a recipe alike; None is the one stored form.
+            self.early_stopping_patience = None
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience: {self.early_stopping_patience} must not be negative "
+                              "(0 turns early stopping off)")
         if self.layers is not None and self.num_layers is not None:
             raise ConfigError("layers and num_layers both given: pass one of them (explicit layers, or a count)")
         if self.layers is not None:

@@ -55,14 +55,30 @@ VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in (
                 weight_bits=8),
     VariantSpec("weight-only-int4", "weight-only", "MatMulNBits 4-bit weights (blocks of 32), int8 compute",
                 weight_bits=4),
-    # ISA presets: the same choices Optimum's AutoQuantizationConfig makes per instruction set.
-    VariantSpec("avx512_vnni", "dynamic", "preset for x86 with AVX-512 VNNI: dynamic u8s8, per channel",
-                per_channel=True),
+    # Optimum's avx2 preset: the one ISA preset whose graph differs from every variant above.
     VariantSpec("avx2", "dynamic", "preset for x86 AVX2 without VNNI: dynamic u8s8, reduced range to avoid "
                 "16-bit accumulator saturation", per_channel=True, reduce_range=True),
-    VariantSpec("arm64", "dynamic", "preset for ARM64 (NEON dot product): dynamic u8s8, per channel",
-                per_channel=True),
 )}
+
+# ISA presets in the spirit of Optimum's AutoQuantizationConfig. Those that build exactly the graph of a
+# variant are names for it, so `--auto` never builds (and times) one graph twice.
+PRESETS: dict[str, str] = {
+    "avx512_vnni": "dynamic-int8-per-channel",  # x86 with AVX-512 VNNI: dynamic u8s8, per channel
+    "arm64": "dynamic-int8-per-channel",        # ARM64 with the NEON dot product: dynamic u8s8, per channel
+}
+
+
+def resolve_variant(name: str) -> str:
+    """The variant a name stands for: itself, or the variant a preset equals."""
+    return PRESETS.get(name, name)
+
+
+def is_known_variant(name: str) -> bool:
+    return name in VARIANTS or name in PRESETS
 
 DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "dynamic-int8-per-channel", "dynamic-int8-fast-gelu",
                     "dynamic-int8-per-channel-fast-gelu", "static-qdq-minmax", "static-qop-minmax")
+
+
+def known_variant_names() -> list[str]:
+    return [*VARIANTS, *PRESETS]

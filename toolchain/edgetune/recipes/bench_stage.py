@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgetune.atomic import atomic_directory
-from edgetune.configuration import config_to_dict
+from edgetune.configuration import config_to_dict, setting
 from edgetune.data.config import DataConfig
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.stage_manifest import write_stage_manifest
@@ -30,18 +30,16 @@ TEXTS_FILE = "texts.csv"
 class BenchStageConfig:
     """How a recipe benchmarks a bundle (the runtime's `BenchConfig`, with the texts chosen by split)."""
 
-    split: Literal["test", "validation"] = "test"
-    """Held-out split timed and scored; `test` falls back to validation when the data has no test split."""
-    threads: tuple[int, ...] = (1,)
-    """ONNX Runtime intra-op thread counts; 1 is what a phone app usually gets."""
-    batch_sizes: tuple[int, ...] = (1, 32)
-    """Batch 1 gives the latency the report plots; the largest gives its throughput."""
-    limit: int | None = None
-    """Use only the first N texts of the split (all when absent)."""
-    warmup: int = 20
-    """Untimed calls before each timed setting."""
-    cold_starts: int = 3
-    """Fresh processes timed from start to first prediction (0 skips)."""
+    split: Literal["test", "validation"] = setting(
+        "test", help="Held-out split timed and scored; test falls back to validation when the data has no test "
+                     "split.")
+    threads: tuple[int, ...] = setting((1,), help="ONNX Runtime intra-op thread counts; 1 is what a phone app "
+                                                  "usually gets.")
+    batch_sizes: tuple[int, ...] = setting((1, 32), help="Batch 1 gives the latency the report plots; the largest "
+                                                         "gives its throughput.")
+    limit: int | None = setting(None, help="Use only the first N texts of the split. Default: all of them.")
+    warmup: int = setting(20, help="Untimed calls before each timed setting.")
+    cold_starts: int = setting(3, help="Fresh processes timed from start to first prediction (0 skips).")
 
     def __post_init__(self) -> None:
         if not self.threads or any(count < 0 for count in self.threads):

@@ -74,7 +74,7 @@ def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
 def _data_config(data: RecipeData, **splits: str) -> DataConfig:
     return DataConfig(train=splits["train"], validation=splits.get("validation"), test=splits.get("test"),
                       text_column=data.text_column, label_column=data.label_column,
-                      validation_fraction=data.validation_fraction, seed=data.seed)
+                      validation_fraction=data.validation_fraction, split_seed=data.split_seed)
 
 
 def hub_unreachable_reason(dataset_id: str) -> str | None:

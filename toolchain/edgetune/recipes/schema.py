@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgetune.configuration import setting
 from edgetune.errors import ConfigError
 
 # Keys of a stage entry that belong to the recipe rather than to the stage's own config.
@@ -21,22 +22,21 @@ INPUT_KEY = "input"
 class RecipeData:
     """Labelled text: local files when they exist, else a hub dataset id (which needs a network)."""
 
-    train: str | None = None
-    """Training file (CSV/TSV/JSONL/Parquet). Relative paths are read from the current directory."""
-    validation: str | None = None
-    """Validation file for model selection; carved from train when absent."""
-    test: str | None = None
-    """File the report's accuracy is measured on; never used to choose anything."""
-    hub: str | None = None
-    """Hub dataset id used only when the `train` file is absent (for example PolyAI/banking77)."""
-    text_column: str | None = None
-    """Column holding the text; detected from common names when absent."""
-    label_column: str | None = None
-    """Column holding the label; detected from common names when absent."""
-    validation_fraction: float = 0.1
-    """Share of each training class carved off for validation when no validation file is given."""
-    seed: int = 42
-    """Seed of that carve-out."""
+    train: str | None = setting(None, help="Training file (CSV/TSV/JSONL/Parquet). Relative paths are read from "
+                                           "the current directory.")
+    validation: str | None = setting(None, help="Validation file for model selection; carved from train when "
+                                                "absent.")
+    test: str | None = setting(None, help="File the report's accuracy is measured on; never used to choose "
+                                          "anything.")
+    hub: str | None = setting(None, help="Hub dataset id used only when the train file is absent (for example "
+                                         "PolyAI/banking77).")
+    text_column: str | None = setting(None, help="Column holding the text; detected from common names when "
+                                                 "absent.")
+    label_column: str | None = setting(None, help="Column holding the label; detected from common names when "
+                                                  "absent.")
+    validation_fraction: float = setting(
+        0.1, help="Share of each training class carved off for validation when no validation file is given.")
+    split_seed: int = setting(42, help="Seed of that carve-out.")
 
     def __post_init__(self) -> None:
         if not self.train and not self.hub:
@@ -49,12 +49,11 @@ class RecipeData:
 class ReportSettings:
     """What the per-run report measures besides the stages' own numbers."""
 
-    latency_texts: int = 200
-    """Test texts timed one at a time for the PyTorch fp32 baselines (same texts as the bench)."""
-    threads: int = 1
-    """Threads PyTorch may use while timing the baselines; 1 matches the ONNX timings (a phone app's share)."""
-    baselines: bool = True
-    """Measure the fine-tuned (and teacher) PyTorch models as fp32 baselines."""
+    latency_texts: int = setting(200, help="Test texts timed one at a time for the PyTorch fp32 baselines (same "
+                                           "texts as the bench).")
+    threads: int = setting(1, help="Threads PyTorch may use while timing the baselines; 1 matches the ONNX "
+                                   "timings (a phone app's share).")
+    baselines: bool = setting(True, help="Measure the fine-tuned (and teacher) PyTorch models as fp32 baselines.")
 
     def __post_init__(self) -> None:
         if self.latency_texts < 1:

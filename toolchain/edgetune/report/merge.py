@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgetune.atomic import atomic_directory
+from edgetune.configuration import setting
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.report.pareto import pareto_front
 from edgetune.report.plot import write_pareto_plot
@@ -24,11 +25,11 @@ PLOT_FILE = "pareto.png"
 class ReportConfig:
     """What the merged report compares."""
 
-    batch_size: int = 1
-    """The plot and the Pareto front use runs at this batch size (latencies of other sizes are per batch)."""
-    latency: Literal["p50_ms", "p90_ms"] = "p50_ms"
-    """Latency on the plot's x axis."""
-    title: str = "Accuracy against batch-1 latency"
+    batch_size: int = setting(
+        1, help="The plot and the Pareto front use runs at this batch size (latencies of other sizes are per "
+                "batch).")
+    latency: Literal["p50_ms", "p90_ms"] = setting("p50_ms", help="Latency on the plot's x axis.")
+    title: str = setting("Accuracy against batch-1 latency", help="Title of the table and the plot.")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
