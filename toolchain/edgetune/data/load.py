@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from edgetune.data.config import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES
 from edgetune.data.read import is_table_path, read_table
 from edgetune.data.splits import stratified_holdout
 from edgetune.errors import DataError
+from edgetune_runtime.hashing import sha256_bytes
 
 # No classifier reads past a few thousand characters (max_length tokens); a text this long is nearly
 # always rows merged by an unclosed quote, so it is refused rather than silently truncated.
@@ -49,13 +49,16 @@ class LabelledData:
         return [split for split in (self.train, self.validation, self.test) if split is not None]
 
     def fingerprint(self) -> str:
-        """sha256 over every split's texts and labels: names the exact data a model saw."""
-        digest = hashlib.sha256()
+        """sha256 over every split's texts and labels: names the exact data a model saw.
+
+        The same bytes as always, so the fingerprints older fine-tunes recorded (and resume by) still match.
+        """
+        parts = []
         for split in self.splits():
-            digest.update(split.name.encode())
+            parts.append(split.name.encode())
             for text, label in zip(split.texts, split.labels, strict=True):
-                digest.update(text.encode("utf-8", "surrogatepass") + b"\x1f" + label.encode() + b"\x1e")
-        return digest.hexdigest()
+                parts.append(text.encode("utf-8", "surrogatepass") + b"\x1f" + label.encode() + b"\x1e")
+        return sha256_bytes(b"".join(parts))
 
 
 def load_labelled_data(config: DataConfig) -> LabelledData:
