@@ -68,8 +68,11 @@ class StageSpec:
     def code_roots(self) -> tuple[CodeRoot, ...]:
         """Where the stage's code starts: its library function's module, its config's module and its
         adapter here; the cache key hashes every project module these import (`recipes/code_imports.py`)."""
-        return (CodeRoot(self.function.split(":")[0]), CodeRoot(self.config_class.__module__),
-                CodeRoot(__name__, self.call.__name__))
+        adapter = getattr(self.call, "__qualname__", "")
+        # A lambda or nested function has no top-level name to follow: its whole module is followed instead.
+        adapter_root = CodeRoot(getattr(self.call, "__module__", None) or __name__,
+                                adapter if adapter.isidentifier() else None)
+        return (CodeRoot(self.function.split(":")[0]), CodeRoot(self.config_class.__module__), adapter_root)
 
 
 def _call_training(spec: StageSpec, call: StageCall):
