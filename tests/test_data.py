@@ -115,7 +115,7 @@ def test_unseen_validation_label_is_refused(tmp_path):
 def test_bad_jsonl_line_is_named(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
-    with pytest.raises(DataError, match="line 2: invalid JSON"):
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
         read_table(path)
 
 

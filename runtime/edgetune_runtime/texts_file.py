@@ -2,16 +2,19 @@
 
 Rows stream from disk, so a file of any size is read in constant memory. Every problem raises
 `InputError` naming the file, the row (data rows from 1, header excluded; lines for JSONL and
-plain text) and how to fix it.
+plain text) and how to fix it. The one reader of these formats: the toolchain's data loader reads
+its CSV/TSV/JSONL through `read_records` and picks columns with `pick_column`.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from edgetune_runtime.errors import InputError
 
@@ -20,6 +23,33 @@ from edgetune_runtime.errors import InputError
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "utterance", "query", "instruction", "review", "document")
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "category", "intent", "class", "target")
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")
+RecordFormat = Literal["csv", "tsv", "jsonl"]
+
+# The csv module refuses fields over 128 KiB; a text that long is still read, so that the caller can say
+# which row holds it (usually rows merged by an unclosed quote) instead of a bare "field larger than limit".
+_FIELD_LIMIT_CHARACTERS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Record:
+    number: int
+    """Data row number (from 1, header excluded) for CSV/TSV; line number for JSONL."""
+    values: dict[str, object]
+    """CSV/TSV: the row's fields (strings) by header name; JSONL: the line's object as parsed."""
+
+
+@dataclass
+class RecordTable:
+    """A CSV/TSV/JSONL file opened for streaming: its columns, and its records one at a time."""
+
+    path: Path
+    columns: list[str]
+    """The CSV/TSV header; a JSONL file's first object's keys (empty for a file with no objects)."""
+    records: Iterator[Record]
+    unit: Literal["row", "line"]
+    """What `Record.number` counts, for messages."""
+    columns_from: str
+    """Where the columns were read, for messages: the path, or the path and line of the first object."""
 
 
 @dataclass(frozen=True)
@@ -34,25 +64,41 @@ def read_texts(path: str | Path, *, text_column: str | None = None, label_column
                need_labels: bool = False) -> Iterator[TextRow]:
     """Yield the rows of `path`; with `need_labels`, every row must carry a non-empty label."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise InputError(f"{path}: cannot read {suffix or 'files without a suffix'}; "
-                         f"use {', '.join(SUFFIXES)} (one text per line for .txt)")
-    if suffix == ".txt":
+    if path.suffix.lower() == ".txt" and path.is_file():
         if need_labels:
             raise InputError(f"{path}: a .txt file holds texts only; labels need a .csv, .tsv or .jsonl file")
         return _read_lines(path)
-    if suffix == ".jsonl":
-        return _read_jsonl(path, text_column, label_column, need_labels)
-    return _read_delimited(path, "\t" if suffix == ".tsv" else ",", text_column, label_column, need_labels)
+    return _read_text_records(read_records(path), text_column, label_column, need_labels)
+
+
+def read_records(path: str | Path, record_format: RecordFormat | None = None) -> RecordTable:
+    """Open a CSV, TSV or JSONL file (format from its suffix unless given): the header (or first object) is
+    read now, the records as they are iterated."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if record_format is None and suffix not in SUFFIXES:
+        raise InputError(f"{path}: cannot read {suffix or 'files without a suffix'}; "
+                         f"use {', '.join(SUFFIXES)} (one text per line for .txt)")
+    record_format = record_format or {".tsv": "tsv", ".jsonl": "jsonl"}.get(suffix, "csv")
+    if record_format == "jsonl":
+        records = _jsonl_records(path)
+        first = next(records, None)
+        if first is None:
+            return RecordTable(path, [], iter(()), "line", str(path))
+        return RecordTable(path, list(first.values), itertools.chain([first], records), "line",
+                           f"{path}, line {first.number}")
+    return _open_delimited(path, "\t" if record_format == "tsv" else ",")
 
 
 def _lines(path: Path) -> Iterator[str]:
     """The file's lines, decoded one at a time so that a decoding error names its line."""
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if b"\x00" in raw:  # csv and json would read on and report nonsense further down
+                raise InputError(f"{path}, line {number}: contains a NUL byte; the file is binary or UTF-16 - "
+                                 "re-save it as UTF-8 text")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -68,55 +114,73 @@ def _read_lines(path: Path) -> Iterator[TextRow]:
         yield TextRow(number, line.rstrip("\r\n"), None)
 
 
-def _read_jsonl(path: Path, text_column: str | None, label_column: str | None,
-                need_labels: bool) -> Iterator[TextRow]:
-    text_key, label_key = text_column, label_column
+def _jsonl_records(path: Path) -> Iterator[Record]:
     for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError as error:
-            raise InputError(f"{path}, line {number}: not valid JSON ({error.args[0]}); "
+            # The message without its position: that counts from the start of this one line.
+            raise InputError(f"{path}, line {number}: not valid JSON ({getattr(error, 'msg', error)}); "
                              "write one JSON object per line") from None
         if not isinstance(record, dict):
             raise InputError(f"{path}, line {number}: expected a JSON object, found {type(record).__name__}")
-        if text_key is None:
-            text_key = _pick(list(record), None, TEXT_COLUMN_CANDIDATES, "text", f"{path}, line {number}")
-            if label_key is None and need_labels:
-                label_key = _pick(list(record), None, LABEL_COLUMN_CANDIDATES, "label", f"{path}, line {number}")
-        yield _row(path, "line", number, record.get(text_key), text_key,
-                   record.get(label_key) if label_key else None, label_key, need_labels)
+        yield Record(number, record)
 
 
-def _read_delimited(path: Path, delimiter: str, text_column: str | None, label_column: str | None,
-                    need_labels: bool) -> Iterator[TextRow]:
+def _open_delimited(path: Path, delimiter: str) -> RecordTable:
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT_CHARACTERS))
     reader = csv.reader(_lines(path), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{path}: the file is empty; it needs a header row and at least one text") from None
-    text_index = header.index(_pick(header, text_column, TEXT_COLUMN_CANDIDATES, "text", str(path)))
-    label_index = None
-    if label_column is not None or need_labels:
-        label_index = header.index(_pick(header, label_column, LABEL_COLUMN_CANDIDATES, "label", str(path)))
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    while True:  # blank lines before the header are skipped; a file of nothing but them is empty
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: the file is empty; it needs a header row and at least one text") from None
+        except csv.Error as error:
+            raise InputError(f"{path}, line {reader.line_num}: cannot parse as {kind}: {error}; "
+                             "check the quoting of that line") from None
+        if any(field.strip() for field in header):
+            return RecordTable(path, header, _delimited_records(path, reader, header, kind), "row", str(path))
+
+
+def _delimited_records(path: Path, reader, header: list[str], kind: str) -> Iterator[Record]:
     number = 0
     while True:
+        first_line = reader.line_num + 1
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise InputError(f"{path}, line {reader.line_num}: {error}; check the quoting of that row") from None
+            raise InputError(f"{path}, line {reader.line_num}: cannot parse as {kind}: {error}; "
+                             "check the quoting of that row") from None
         if not fields:
             continue  # a blank line between rows
         number += 1
         if len(fields) != len(header):
-            raise InputError(f"{path}, row {number}: {len(fields)} fields where the header has {len(header)}; "
+            where = f"{path}, line {first_line}, row {number}: cannot parse as {kind}:"
+            if reader.line_num > first_line:  # a quoted field ran over line ends: its quote is not closed
+                raise InputError(f"{where} a quote opened in this row is still open at line {reader.line_num}, "
+                                 f"so the row has {len(fields)} of the header's {len(header)} fields; "
+                                 "check the quoting: close the quote")
+            raise InputError(f"{where} {len(fields)} fields where the header has {len(header)}; "
                              "quote texts that contain the delimiter")
-        label = fields[label_index] if label_index is not None else None
-        yield _row(path, "row", number, fields[text_index], header[text_index], label,
-                   header[label_index] if label_index is not None else None, need_labels)
+        yield Record(number, dict(zip(header, fields, strict=True)))
+
+
+def _read_text_records(table: RecordTable, text_column: str | None, label_column: str | None,
+                       need_labels: bool) -> Iterator[TextRow]:
+    if not table.columns:  # a JSONL file with no objects: no texts
+        return
+    text_key = pick_column(table.columns, text_column, TEXT_COLUMN_CANDIDATES, "text", table.columns_from)
+    label_key = None
+    if label_column is not None or need_labels:
+        label_key = pick_column(table.columns, label_column, LABEL_COLUMN_CANDIDATES, "label", table.columns_from)
+    for record in table.records:
+        yield _row(table.path, table.unit, record.number, record.values.get(text_key), text_key,
+                   record.values.get(label_key) if label_key else None, label_key, need_labels)
 
 
 def _row(path: Path, unit: str, number: int, text: object, text_key: str, label: object, label_key: str | None,
@@ -132,15 +196,26 @@ def _row(path: Path, unit: str, number: int, text: object, text_key: str, label:
     return TextRow(number, text, label)
 
 
-def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], role: str, where: str) -> str:
+def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], role: str, where: str) -> str:
+    """The column named `wanted`, else the first of `candidates` present (any case); `role` is text or label."""
     if wanted is not None:
         if wanted in columns:
             return wanted
-        raise InputError(f"{where}: no column {wanted!r} for the {role}; columns are {', '.join(columns)} "
-                         f"- pass --{role}-column with one of them")
+        raise InputError(f"{where}: no column {wanted!r} for the {role}; columns are {', '.join(columns)}"
+                         f"{_delimiter_hint(columns)} - pass --{role}-column with one of them")
     lowered = {column.lower(): column for column in columns}
     for candidate in candidates:
         if candidate in lowered:
             return lowered[candidate]
-    raise InputError(f"{where}: cannot tell which column holds the {role}; columns are {', '.join(columns)} "
-                     f"- pass --{role}-column")
+    raise InputError(f"{where}: cannot tell which column holds the {role}; columns are {', '.join(columns)}"
+                     f"{_delimiter_hint(columns)} - pass --{role}-column")
+
+
+def _delimiter_hint(columns: list[str]) -> str:
+    """A header read as one column that holds another delimiter: say which, and how to fix the file."""
+    if len(columns) == 1:
+        for separator, name in (("\t", "tab"), (";", "semicolon"), ("|", "pipe"), (",", "comma")):
+            if separator in columns[0]:
+                return (f" (the header looks {name}-separated: "
+                        f"{'rename the file to .tsv' if separator == chr(9) else 'save it as comma-separated .csv'})")
+    return ""

@@ -1,14 +1,15 @@
-"""Write outputs so that an interrupted run never leaves a half-written result at the final path.
+"""Write output directories so that an interrupted run never leaves a half-written result at the final path.
 
 Everything is built in a hidden temporary sibling of the destination (same filesystem, so the final
-`rename` is atomic) and moved into place only once complete.
+`rename` is atomic) and moved into place only once complete. Single files go through the runtime's
+`edgetune_runtime.atomic_write` (the one copy both packages use); `write_json_atomic` is re-exported
+from there for the toolchain's callers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import shutil
 import tempfile
@@ -16,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgetune.errors import EdgetuneError
+from edgetune_runtime.atomic_write import TEMPORARY_MARK, current_umask, write_json_atomic
+
+__all__ = ["atomic_directory", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -32,11 +36,14 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
     destination.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(destination)
     # The pid in the name tells a later run whether the writer is still alive (see below).
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-{os.getpid()}-", dir=destination.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}{TEMPORARY_MARK}{os.getpid()}-",
+                                    dir=destination.parent))
     # mkdtemp makes the directory private (0700); the result should have the usual permissions.
-    staging.chmod(0o777 & ~_umask())
+    staging.chmod(0o777 & ~current_umask())
     try:
         yield staging
+        # A power cut after the rename must not leave the new name pointing at files still in the page cache.
+        _fsync_tree(staging)
         if destination.exists():
             # Move the old result aside first so that a crash between the two renames loses nothing.
             trash = destination.with_name(f".{destination.name}.old-{os.getpid()}")
@@ -45,9 +52,30 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
             shutil.rmtree(trash, ignore_errors=True)
         else:
             staging.rename(destination)
+        _fsync(destination.parent)  # the rename itself
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder under `root` (folders after their contents) to the disk."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                _fsync(path)
+        _fsync(Path(folder))
+
+
+def _fsync(path: Path) -> None:
+    # Not every platform can open a folder for fsync (Windows cannot): durability there is best effort.
+    with contextlib.suppress(OSError):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _remove_abandoned_staging(destination: Path) -> None:
@@ -70,26 +98,3 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
-
-
-def write_json_atomic(path: str | Path, payload: object) -> None:
-    """Write JSON to `path` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private (0600); results are shared
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask

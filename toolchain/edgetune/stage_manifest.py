@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgetune import __version__
-from edgetune.atomic import write_json_atomic
 from edgetune.errors import EdgetuneError
+from edgetune_runtime.atomic_write import write_json_atomic
 from edgetune_runtime.hashing import sha256_file
 
 MANIFEST = "edgetune.json"

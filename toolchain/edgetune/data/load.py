@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,9 @@ from edgetune.data.config import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES
 from edgetune.data.read import is_table_path, read_table
 from edgetune.data.splits import stratified_holdout
 from edgetune.errors import DataError
+from edgetune_runtime.errors import InputError
+from edgetune_runtime.hashing import sha256_bytes
+from edgetune_runtime.texts_file import pick_column
 
 # No classifier reads past a few thousand characters (max_length tokens); a text this long is nearly
 # always rows merged by an unclosed quote, so it is refused rather than silently truncated.
@@ -49,13 +51,16 @@ class LabelledData:
         return [split for split in (self.train, self.validation, self.test) if split is not None]
 
     def fingerprint(self) -> str:
-        """sha256 over every split's texts and labels: names the exact data a model saw."""
-        digest = hashlib.sha256()
+        """sha256 over every split's texts and labels: names the exact data a model saw.
+
+        The same bytes as always, so the fingerprints older fine-tunes recorded (and resume by) still match.
+        """
+        parts = []
         for split in self.splits():
-            digest.update(split.name.encode())
+            parts.append(split.name.encode())
             for text, label in zip(split.texts, split.labels, strict=True):
-                digest.update(text.encode("utf-8", "surrogatepass") + b"\x1f" + label.encode() + b"\x1e")
-        return digest.hexdigest()
+                parts.append(text.encode("utf-8", "surrogatepass") + b"\x1f" + label.encode() + b"\x1e")
+        return sha256_bytes(b"".join(parts))
 
 
 def load_labelled_data(config: DataConfig) -> LabelledData:
@@ -103,27 +108,11 @@ def _label_order(labels: list[str]) -> list[str]:
 
 def _pick_column(frame: pandas.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str,
                  source: str) -> str:
-    columns = [str(column) for column in frame.columns]
-    if wanted is not None:
-        if wanted in columns:
-            return wanted
-        raise DataError(f"{source}: no column {wanted!r} for the {role}; columns are {', '.join(columns)}"
-                        f"{_delimiter_hint(columns, source)} - pass --{role}-column with one of them")
-    lowered = {column.lower(): column for column in columns}
-    for candidate in candidates:
-        if candidate in lowered:
-            return lowered[candidate]
-    raise DataError(f"{source}: cannot tell which column holds the {role}; columns are {', '.join(columns)}"
-                    f"{_delimiter_hint(columns, source)} - pass --{role}-column")
-
-
-def _delimiter_hint(columns: list[str], source: str) -> str:
-    if len(columns) == 1:
-        for separator, name in (("\t", "tab"), (";", "semicolon"), ("|", "pipe"), (",", "comma")):
-            if separator in columns[0]:
-                return (f" (the header looks {name}-separated: "
-                        f"{'rename the file to .tsv' if separator == chr(9) else 'save it as comma-separated .csv'})")
-    return ""
+    # The runtime's rule and message, so a file that trains a model is read the same way on the device.
+    try:
+        return pick_column([str(column) for column in frame.columns], wanted, candidates, role, source)
+    except InputError as error:
+        raise DataError(str(error)) from None
 
 
 def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: DataConfig) -> TextSplit:

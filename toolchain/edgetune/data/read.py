@@ -1,20 +1,24 @@
-"""Read a table of records from CSV, TSV, JSONL or Parquet, with errors that name file and line.
+"""Read a table of records from CSV, TSV, JSONL, a JSON array or Parquet, with errors that name file and line.
 
-Everything is read as text (no type guessing): labels such as `0`/`1` stay strings, so a label
-column cannot silently change type between splits.
+CSV, TSV and JSONL go through the runtime's streaming reader (`edgetune_runtime.texts_file`), so a
+file that trains a model is read exactly as the device reads it to benchmark the model: the same
+decoding, quoting, column names and messages. Parquet and JSON arrays are whole documents, read here.
+Delimited files are read as text (no type guessing): labels such as `0`/`1` stay strings, so a label
+column cannot silently change type between splits; JSON and Parquet values keep their type for checks.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pandas
 
 from edgetune.errors import DataError
+from edgetune_runtime.errors import InputError
+from edgetune_runtime.texts_file import read_records
 
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".json": None, ".parquet": None}
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 
 def is_table_path(text: str) -> bool:
@@ -31,69 +35,46 @@ def read_table(path: str | Path) -> pandas.DataFrame:
         raise DataError(f"{path}: file not found")
     if suffix == ".parquet":
         return _read_parquet(path)
-    text = _decode(path)
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty")
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(path, text)
-    return _read_delimited(path, text, TABLE_SUFFIXES[suffix])
+    if suffix in (".jsonl", ".json") and _holds_a_json_array(path):
+        return _read_json_array(path)
+    try:
+        table = read_records(path, "jsonl" if suffix in (".jsonl", ".json") else None)
+        records = [record.values for record in table.records]
+    except InputError as error:
+        raise DataError(str(error)) from None
+    if not records:
+        raise DataError(f"{path}: has a header but no rows" if table.unit == "row" else f"{path}: has no records")
+    # A CSV's columns are its header (even a column every row leaves empty); JSON objects may differ in keys.
+    return pandas.DataFrame(records, columns=table.columns if table.unit == "row" else None)
 
 
-def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
+def _holds_a_json_array(path: Path) -> bool:
+    """Whether the file's first character (after a byte-order mark and blanks) opens a JSON array."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            start = chunk.removeprefix(b"\xef\xbb\xbf").lstrip()
+            if start:
+                return start.startswith(b"[")
+    return False
 
 
-def _decode(path: Path) -> str:
+def _read_json_array(path: Path) -> pandas.DataFrame:
     data = path.read_bytes()
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise DataError(
-            f"{path}, line {_line_of(data, nul)}: contains a NUL byte; the file is binary or UTF-16 - "
-            "re-save it as UTF-8 text"
-        )
     try:
-        return data.decode("utf-8-sig")
+        records = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}, line {_line_of(data, error.start)}: bytes {data[error.start:error.end]!r} are not valid UTF-8; "
-            "re-save the file as UTF-8"
-        ) from None
-
-
-def _read_delimited(path: Path, text: str, separator: str) -> pandas.DataFrame:
-    try:
-        frame = pandas.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False,
-                                na_filter=False, skip_blank_lines=True)
-    except pandas.errors.ParserError as error:
-        raise DataError(f"{path}: cannot parse as {'TSV' if separator == chr(9) else 'CSV'}: {error}".strip()) from None
-    if frame.empty:
-        raise DataError(f"{path}: has a header but no rows")
-    return frame
-
-
-def _read_jsonl(path: Path, text: str) -> pandas.DataFrame:
-    stripped = text.lstrip()
-    if stripped.startswith("["):  # a JSON array of records is accepted too
-        try:
-            records = json.loads(stripped)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}, line {error.lineno}: invalid JSON: {error.msg}") from None
-        numbered = list(enumerate(records, start=1))
-    else:
-        numbered = []
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((line_number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {line_number}: invalid JSON: {error.msg}") from None
-    for line_number, record in numbered:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"{path}, line {line}: bytes {data[error.start:error.end]!r} are not valid UTF-8; "
+                        "re-save the file as UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}); "
+                        "write a JSON array of objects, or one JSON object per line") from None
+    for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
-            raise DataError(f"{path}, line {line_number}: expected a JSON object per line, got {type(record).__name__}")
-    if not numbered:
+            raise DataError(f"{path}, record {number}: expected a JSON object, found {type(record).__name__}")
+    if not records:
         raise DataError(f"{path}: has no records")
-    return pandas.DataFrame([record for _, record in numbered])
+    return pandas.DataFrame(records)
 
 
 def _read_parquet(path: Path) -> pandas.DataFrame:

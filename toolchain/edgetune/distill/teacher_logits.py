@@ -10,11 +10,8 @@ teacher sees. Raw logits in the teacher's own label order are stored, so any tem
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +21,8 @@ from edgetune.errors import ConfigError
 from edgetune.models.cache import cache_root
 from edgetune.stage_manifest import manifest_sha256, read_stage_manifest
 from edgetune.tasks import TEXT_CLASSIFICATION
-from edgetune_runtime.hashing import sha256_file
+from edgetune_runtime.atomic_write import atomic_file
+from edgetune_runtime.hashing import sha256_bytes, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +90,10 @@ def _hidden_size(config: dict) -> int | None:
 
 
 def cache_key(teacher: dict, texts: list[str], max_length: int, with_pooled: bool) -> str:
-    texts_digest = hashlib.sha256("\x1e".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    texts_digest = sha256_bytes("\x1e".join(texts).encode("utf-8", "surrogatepass"))
     identity = {"teacher": teacher["manifest_sha256"] or teacher["weights_sha256"], "texts": texts_digest,
                 "max_length": max_length, "pooled": with_pooled}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+    return sha256_json(identity)[:32]
 
 
 def default_cache_dir() -> Path:
@@ -156,12 +154,6 @@ def mean_pool(hidden_states, attention_mask):
 
 def _save_atomic(path: Path, logits: numpy.ndarray, pooled: numpy.ndarray | None) -> None:
     # Several processes (accelerate launch) may compute the same entry; each renames a complete file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            numpy.savez(handle, logits=logits, pooled=pooled if pooled is not None else numpy.zeros((0,)))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # numpy is handed the open file: given a name, it would append `.npz` to the temporary one.
+    with atomic_file(path, "wb") as handle:
+        numpy.savez(handle, logits=logits, pooled=pooled if pooled is not None else numpy.zeros((0,)))

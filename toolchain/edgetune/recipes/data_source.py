@@ -7,8 +7,6 @@ what was looked for and how to fix it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig
 from edgetune.errors import ConfigError
 from edgetune.recipes.schema import RecipeData
+from edgetune_runtime.hashing import sha256_file, sha256_json
 
 _OFFLINE_VALUES = ("1", "true", "yes", "on")
 
@@ -50,10 +49,9 @@ def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
                                   f"{Path.cwd()}); fix the path or remove the key")
             paths[key] = str(path.resolve())
         config = _data_config(data, **paths)
-        digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode())
-        for key in sorted(paths):
-            digest.update(_file_sha256(Path(paths[key])).encode())
-        return ResolvedData(config, "files", ", ".join(f"{key} {paths[key]}" for key in paths), digest.hexdigest())
+        fingerprint = sha256_json({"config": config_to_dict(config),
+                                   "files": {key: sha256_file(path) for key, path in paths.items()}})
+        return ResolvedData(config, "files", ", ".join(f"{key} {paths[key]}" for key in paths), fingerprint)
 
     missing = (f"file {data.train} not found (relative paths are read from {Path.cwd()})" if data.train
                else "no training file given")
@@ -67,8 +65,7 @@ def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
                               "put the files at the data paths, or run where the dataset hub is reachable")
     # The hub dataset brings its own splits (validation carved from train when it has none).
     config = _data_config(data, train=data.hub)
-    digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode()).hexdigest()
-    return ResolvedData(config, "hub", f"hub dataset {data.hub}", digest)
+    return ResolvedData(config, "hub", f"hub dataset {data.hub}", sha256_json({"config": config_to_dict(config)}))
 
 
 def _data_config(data: RecipeData, **splits: str) -> DataConfig:
@@ -100,10 +97,3 @@ def _datasets_cache_has(dataset_id: str) -> bool:
     folded = dataset_id.replace("/", "___")
     return cache.is_dir() and any(cache.glob(f"{folded}*"))
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgetune.atomic import write_json_atomic
 from edgetune.configuration import config_to_dict
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.recipes.cache_key import key_payload, stage_keys
 from edgetune.recipes.check import check_recipe
 from edgetune.recipes.schema import Recipe, RecipeStage
 from edgetune.recipes.stages import STAGES, StageCall
+from edgetune_runtime.atomic_write import TEMPORARY_MARK, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,9 @@ def _link_latest(run_dir: Path, name: str, output_dir: Path) -> None:
         if not target.exists():
             continue
         link = latest / (name + target.suffix if target.suffix == ".zip" else name)
-        staging = latest / f".{link.name}.tmp"
+        # A link is not written through a file handle, so not through `atomic_write`. One run holds the run
+        # directory at a time (`_exclusive`), so a fixed name is safe, and the next run replaces one a kill left.
+        staging = latest / f".{link.name}{TEMPORARY_MARK}link"
         staging.unlink(missing_ok=True)
         staging.symlink_to(Path("..") / "stages" / target.name)
         if link.is_dir() and not link.is_symlink():  # a copy of the run dir that followed the links
@@ -181,9 +183,8 @@ def _write_recipe_copy(recipe: Recipe, run_dir: Path) -> None:
     import yaml
 
     text = yaml.safe_dump(recipe.raw, sort_keys=False, allow_unicode=True)
-    staging = run_dir / ".recipe.yaml.tmp"
-    staging.write_text(f"# {recipe.source or recipe.name}, as run (with --set overrides)\n{text}", encoding="utf-8")
-    staging.replace(run_dir / "recipe.yaml")
+    header = f"# {recipe.source or recipe.name}, as run (with --set overrides)\n"
+    write_text_atomic(run_dir / "recipe.yaml", header + text)
 
 
 def _write_run_record(run_dir: Path, recipe: Recipe, records: list[StageRecord], data_description: str) -> None:

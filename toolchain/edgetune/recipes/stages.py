@@ -20,6 +20,7 @@ from edgetune.export.config import ExportConfig
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.recipes.bench_stage import BenchStageConfig
+from edgetune.recipes.code_imports import CodeRoot
 
 Artifact = Literal["data", "model", "onnx", "bundle", "bench"]
 
@@ -50,8 +51,6 @@ class StageSpec:
     reads: Artifact
     """What the stage's input is: the recipe's data, or an earlier stage's artifact."""
     makes: Artifact
-    code: tuple[str, ...]
-    """Packages and modules whose source is hashed into the stage's cache key."""
     call: Callable[[StageSpec, StageCall], Any]
     """Adapter from a `StageCall` to the library function's own signature."""
     model_fields: tuple[str, ...] = ()
@@ -65,6 +64,15 @@ class StageSpec:
     def library_function(self) -> Callable:
         module, name = self.function.split(":")
         return getattr(importlib.import_module(module), name)
+
+    def code_roots(self) -> tuple[CodeRoot, ...]:
+        """Where the stage's code starts: its library function's module, its config's module and its
+        adapter here; the cache key hashes every project module these import (`recipes/code_imports.py`)."""
+        adapter = getattr(self.call, "__qualname__", "")
+        # A lambda or nested function has no top-level name to follow: its whole module is followed instead.
+        adapter_root = CodeRoot(getattr(self.call, "__module__", None) or __name__,
+                                adapter if adapter.isidentifier() else None)
+        return (CodeRoot(self.function.split(":")[0]), CodeRoot(self.config_class.__module__), adapter_root)
 
 
 def _call_training(spec: StageSpec, call: StageCall):
@@ -84,27 +92,21 @@ def _call_on_input_with_data(spec: StageSpec, call: StageCall):
     return spec.library_function()(call.input_dir, call.output_dir, call.config, call.data)
 
 
-_SHARED_CODE = ("edgetune.atomic", "edgetune.configuration", "edgetune.stage_manifest", "edgetune.onnx_session")
-
 STAGES: dict[str, StageSpec] = {
     spec.kind: spec for spec in (
         StageSpec("finetune", FinetuneConfig, "edgetune.finetune.train:finetune", "finetune", "data", "model",
-                  ("edgetune.finetune", "edgetune.data", "edgetune.models", *_SHARED_CODE), _call_training,
-                  model_fields=("model",)),
+                  _call_training, model_fields=("model",)),
         StageSpec("distill", DistillConfig, "edgetune.distill.train:distill", "distill", "data", "model",
-                  ("edgetune.distill", "edgetune.finetune", "edgetune.data", "edgetune.models", *_SHARED_CODE),
                   _call_training, model_fields=("student.model",), reference_fields={"teacher": "model"}),
         StageSpec("export", ExportConfig, "edgetune.export.onnx_export:export_onnx", "export", "model", "onnx",
-                  ("edgetune.export", "edgetune.data", *_SHARED_CODE), _call_on_input),
+                  _call_on_input),
         StageSpec("quantize", QuantizeConfig, "edgetune.quantize.run:quantize", "quantize", "onnx", "onnx",
-                  ("edgetune.quantize", "edgetune.export", "edgetune.data", *_SHARED_CODE), _call_on_input),
+                  _call_on_input),
         StageSpec("bundle", BundleConfig, "edgetune.bundle.build:build_bundle", "bundle", "onnx", "bundle",
-                  ("edgetune.bundle", "edgetune.export", "edgetune.data", "edgetune_runtime",
-                   *_SHARED_CODE), _call_on_input),
+                  _call_on_input),
         StageSpec("bench", BenchStageConfig, "edgetune.recipes.bench_stage:bench_bundle", "bench", "bundle", "bench",
-                  ("edgetune.recipes.bench_stage", "edgetune.data", "edgetune_runtime",
-                   *_SHARED_CODE), _call_on_input_with_data,
-                  cli_program="edgetune-runtime", cli_function="edgetune_runtime.bench:bench"),
+                  _call_on_input_with_data, cli_program="edgetune-runtime",
+                  cli_function="edgetune_runtime.bench:bench"),
     )
 }
 
