@@ -10,13 +10,13 @@ needs sits in that task's section (`classification: {labels, ...}`), named by th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgetune_runtime import BUNDLE_FORMAT_VERSION
 from edgetune_runtime.errors import BundleError
+from edgetune_runtime.hashing import sha256_json
 
 MANIFEST_FILE = "manifest.json"
 # key -> required type: the minimum a runtime needs to run and check a bundle.
@@ -33,9 +33,7 @@ REQUIRED_KEYS: dict[str, type] = {
 
 def manifest_digest(manifest: dict) -> str:
     """sha256 of the manifest's canonical JSON, excluding the digest itself."""
-    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return sha256_json({key: value for key, value in manifest.items() if key != "manifest_sha256"})
 
 
 def seal_manifest(manifest: dict) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
 from edgetune.export.heldout import RecordedData, heldout_texts
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
 from edgetune.tasks import Task
+from edgetune_runtime.atomic_write import atomic_path
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, BundleManifest
@@ -154,13 +154,7 @@ def _convert_to_ort(staging: Path) -> None:
 def _write_zip(staging: Path, zip_path: Path, folder: str) -> None:
     import zipfile
 
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{zip_path.name}.", dir=zip_path.parent)
-    os.close(descriptor)
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(staging.iterdir()):
-                archive.write(path, f"{folder}/{path.name}")
-        os.replace(temporary, zip_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(zip_path) as temporary, \
+            zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(staging.iterdir()):
+            archive.write(path, f"{folder}/{path.name}")
