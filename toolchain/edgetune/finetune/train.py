@@ -141,6 +141,8 @@ def train_classifier(
     import torch
     import transformers
 
+    from edgetune.finetune.divergence import raise_if_diverged
+
     transformers.set_seed(config.seed)
     tokenizer = _load_tokenizer(model_ref)
     max_length = _effective_max_length(config.max_length, tokenizer)
@@ -173,6 +175,7 @@ def train_classifier(
     trainer = _build_trainer(config, model, tokenizer, train_set, validation_set, work_dir / "checkpoints",
                              len(data.label_names), extra_callbacks, hooks)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    raise_if_diverged(trainer)  # a NaN loss or weight stopped it: an error, never a saved model
 
     # The trainer has loaded the best checkpoint (by validation metric); report on it.
     metrics = {"validation": _evaluate(trainer, validation_set, data.label_names)}
@@ -302,6 +305,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
     from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from edgetune.finetune.divergence import StopOnDivergence
     from edgetune.finetune.metrics import summary_metrics
     from edgetune.finetune.progress import LiveProgressCallback
 
@@ -328,6 +332,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         metric_for_best_model=f"eval_{config.metric}",
         greater_is_better=config.metric != "loss",
         logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach StopOnDivergence, not be averaged out of the log
         group_by_length=config.group_by_length,
         seed=config.seed,
         use_cpu=use_cpu,
@@ -347,7 +352,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         return summary_metrics(prediction.label_ids, logits.argmax(axis=-1), num_labels)
 
-    callbacks = [LiveProgressCallback(config.metric), *extra_callbacks]
+    callbacks = [LiveProgressCallback(config.metric), StopOnDivergence(), *extra_callbacks]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = hooks.trainer_class()(
