@@ -133,8 +133,9 @@ def train_classifier(
     data = load_labelled_data(data_config)
     hooks.check(data)
     model_ref = resolve_model(config.model)
+    # The label map too: checkpoints of a run whose ids meant other labels must never be resumed into this one.
     run_record = {"config": config_to_dict(config), "data": config_to_dict(data_config),
-                  "data_fingerprint": data.fingerprint(), **hooks.run_record()}
+                  "data_fingerprint": data.fingerprint(), "labels": data.label_names, **hooks.run_record()}
     resume_from = _prepare_work_directory(work_dir, run_record, resume=resume, force=force,
                                           is_main_process=is_main_process)
 
