@@ -134,6 +134,8 @@ def _read_valid_cache(path: Path, expected_shape: tuple[int, int],
             logits, pooled, recorded = stored["logits"], stored["pooled"], str(stored["checksum"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         return f"unreadable: {type(error).__name__}"
+    if logits.dtype != numpy.float32 or pooled.dtype != numpy.float32:
+        return f"dtype {logits.dtype}/{pooled.dtype}, expected float32"
     if logits.shape != expected_shape:
         return f"logits shape {logits.shape}, expected {expected_shape}"
     if pooled_shape is not None and pooled.shape != pooled_shape:
