@@ -45,9 +45,9 @@ def verify_cached_weights(model: PackagedModel, directory: Path) -> str:
     """The sha256 of the cached weights as read now; `IntegrityError` (one line) when it is not the pinned one.
 
     Hashed on every use, not only at pull time, and without a size+mtime fast path: bit rot, or an edit that
-    restores the mtime, keeps both and would be trained on. Measured on the 90 MB MiniLM weights: 0.08-0.13 s
-    (about 0.9 GB/s, page cache warm, 2 busy cores), against 0.03 s for `from_pretrained` and seconds for a
-    stage's imports alone; the 420 MB teacher costs about 0.5 s. A stat check saves too little to leave that gap.
+    restores the mtime, keeps both and would be trained on. Measured on the 90 MB MiniLM weights (page cache
+    warm): 0.057 s median on a quiet core (1.6 GB/s), 0.08-0.13 s with both cores busy, against seconds for a
+    stage's imports alone; the 420 MB mpnet teacher costs 0.3-0.5 s. A stat check would save too little for that gap.
     """
     weights = directory / model.weights_file
     fix = f"fix: run `edgetune models pull {model.hub_id} --force` to fetch a verified copy again"
