@@ -115,3 +115,15 @@ def test_label_order_does_not_depend_on_the_hash_seed(tmp_path):
     assert "same number" in colliding
     assert integers == ["-4", "0", "3", "7", "12", "100"]
     assert names == ["--1", "Alpha", "beta", "zeta", "²", "é"]
+
+
+def test_the_command_line_reports_a_collision_as_one_error_line(tmp_path):
+    from click.testing import CliRunner
+
+    from edgetune.cli.main import cli
+
+    train = write_csv(tmp_path / "train.csv", _rows(["1", "2", "01"]))
+    result = CliRunner().invoke(cli, ["data", "inspect", "--train", str(train)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {train}: labels '1' (row 1) and '01' (row 3)"), lines
