@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numbers
+import re
+import unicodedata
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pandas
@@ -19,6 +22,10 @@ from edgetune_runtime.texts_file import pick_column
 # No classifier reads past a few thousand characters (max_length tokens); a text this long is nearly
 # always rows merged by an unclosed quote, so it is refused rather than silently truncated.
 MAX_TEXT_CHARACTERS = 100_000
+
+# ASCII digits only: str.isdigit() is also true for '²' and '٣', which int() then rejects or reads differently.
+_INTEGER_LABEL = re.compile(r"[+-]?[0-9]+")
+_NUMBER_LABEL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 @dataclass
@@ -76,7 +83,7 @@ def load_labelled_data(config: DataConfig) -> LabelledData:
         validation = _read_split(config.validation, "validation", config) if config.validation else None
         test = _read_split(config.test, "test", config) if config.test else None
 
-    label_names = _label_order(train.labels)
+    label_names = _label_order(train.labels, train.source)
     if len(label_names) < 2:
         raise DataError(
             f"{train.source}: every training row has the label {label_names[0]!r}; "
@@ -98,12 +105,64 @@ def load_labelled_data(config: DataConfig) -> LabelledData:
     return LabelledData(train, validation, test, label_names, notes)
 
 
-def _label_order(labels: list[str]) -> list[str]:
-    """Sorted labels; numerically when every label is an integer, so '10' follows '9'."""
+def _label_order(labels: list[str], source: str = "the training data") -> list[str]:
+    """Sorted labels, a pure function of the data; numerically when every label is an integer, so '10' follows '9'.
+
+    Spellings that would silently train as two classes ('01' and '1'; 'a' and 'a' with a zero-width space)
+    are refused first, so the order never depends on set iteration (which changes with PYTHONHASHSEED).
+    """
+    _refuse_label_collisions(labels, source)
     unique = set(labels)
-    if all(label.lstrip("-").isdigit() for label in unique):
-        return sorted(unique, key=int)
+    if all(_is_integer(label) for label in unique):
+        # The spelling breaks ties; none are left after the collision check, but the order must be total regardless.
+        return sorted(unique, key=lambda label: (Decimal(label), label))
     return sorted(unique)
+
+
+def _refuse_label_collisions(labels: list[str], source: str) -> None:
+    """Raise `DataError` naming the first two spellings that are one number, or one text to the eye."""
+    first_row: dict[str, int] = {}
+    for row, label in enumerate(labels, start=1):
+        first_row.setdefault(label, row)
+    problems = (
+        (_number_value, "are the same number written two ways", "write the label one way in every row"),
+        (_visible_form, "differ only by invisible characters (zero-width, byte-order mark, non-breaking or repeated "
+         "spaces, Unicode composition)", "write the label the same way in every row (no zero-width characters, "
+         "plain single spaces)"),
+    )
+    for key_of, problem, fix in problems:
+        spelling_of: dict[object, str] = {}
+        for label in first_row:  # in order of first appearance, so the report names the earliest pair
+            key = key_of(label)
+            if key is None:
+                continue
+            earlier = spelling_of.setdefault(key, label)
+            if earlier != label:
+                shown = _distinct_reprs(earlier, label)
+                raise DataError(f"{source}: labels {shown[0]} (row {first_row[earlier]}) and {shown[1]} "
+                                f"(row {first_row[label]}) {problem}, so they would train as two classes; {fix}")
+
+
+def _number_value(label: str) -> Decimal | None:
+    """The label's value when it is a decimal number ('01', '+1', '1.0', '1e0' are all 1), else None."""
+    if not _NUMBER_LABEL.fullmatch(label):
+        return None
+    try:
+        return Decimal(label)
+    except InvalidOperation:  # an exponent beyond Decimal's range: leave it a plain text label
+        return None
+
+
+def _visible_form(label: str) -> str:
+    """What a reader sees: composed characters, no format or control characters, single plain spaces."""
+    composed = unicodedata.normalize("NFC", label)
+    visible = "".join(character for character in composed if unicodedata.category(character) not in ("Cf", "Cc"))
+    return " ".join(visible.split())
+
+
+def _distinct_reprs(first: str, second: str) -> tuple[str, str]:
+    # repr escapes zero-width and non-breaking characters; only composed vs decomposed letters need ascii().
+    return (repr(first), repr(second)) if repr(first) != repr(second) else (ascii(first), ascii(second))
 
 
 def _pick_column(frame: pandas.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str,
@@ -181,7 +240,10 @@ def _check_labels_known(split: TextSplit, known: set[str]) -> None:
             preview = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
             fix = "add training examples for it or remove these rows"
             training_numbers = all(_is_integer(name) for name in known)
-            if _is_integer(label) != training_numbers:  # e.g. 0/1 in train, negative/positive in test
+            same = next((name for name in sorted(known) if _same_label_to_a_reader(name, label)), None)
+            if same is not None:  # e.g. '1' in test and '01' in train, or a zero-width space in one of them
+                fix = f"it is the training label {same!r} written differently: write it as {same!r}"
+            elif _is_integer(label) != training_numbers:  # e.g. 0/1 in train, negative/positive in test
                 fix = (f"the training labels are {'numbers' if training_numbers else 'names'} and this one is not: "
                        "encode the labels the same way in every split")
             raise DataError(
@@ -190,8 +252,13 @@ def _check_labels_known(split: TextSplit, known: set[str]) -> None:
             )
 
 
+def _same_label_to_a_reader(first: str, second: str) -> bool:
+    number = _number_value(first)
+    return (number is not None and number == _number_value(second)) or _visible_form(first) == _visible_form(second)
+
+
 def _is_integer(label: str) -> bool:
-    return label.lstrip("-").isdigit()
+    return _INTEGER_LABEL.fullmatch(label) is not None
 
 
 def _load_hub_splits(config: DataConfig) -> dict[str, TextSplit]:

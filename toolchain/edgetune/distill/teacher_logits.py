@@ -6,12 +6,15 @@ reads, so they are cached under a key made of exactly those: the teacher's manif
 hash), a fingerprint of the texts it labels (training rows and transfer text, in order) and its max
 length. The whole-data fingerprint would over-specify it: a new test split changes nothing the
 teacher sees. Raw logits in the teacher's own label order are stored, so any temperature reuses them.
+A cached file is used only when its shapes, its checksum (written with it) and its values all check
+out; anything else (NaN values, a truncated or edited file) is recomputed, never trained on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,16 +109,64 @@ def teacher_outputs(teacher_dir: Path, teacher: dict, texts: list[str], label_na
     path = cache_dir / f"{cache_key(teacher, texts, max_length, with_pooled)}.npz"
     # Columns are returned in the data's label order, whatever order the teacher's head uses.
     order = [teacher["labels"].index(label) for label in label_names]
+    expected_shape = (len(texts), len(teacher["labels"]))
     if path.is_file():
-        with numpy.load(path) as stored:
-            if stored["logits"].shape == (len(texts), len(teacher["labels"])):
-                log.info("teacher logits read from the cache %s", path)
-                pooled = stored["pooled"] if with_pooled else None
-                return TeacherOutputs(stored["logits"][:, order], pooled, path, True)
+        # with_pooled implies a known hidden size: DistillationHooks.prepare_model refuses a teacher without one.
+        pooled_shape = (len(texts), teacher["hidden_size"]) if with_pooled else None
+        cached = _read_valid_cache(path, expected_shape, pooled_shape)
+        if isinstance(cached, tuple):
+            log.info("teacher logits read from the cache %s", path)
+            logits, pooled = cached
+            return TeacherOutputs(logits[:, order], pooled if with_pooled else None, path, True)
+        log.warning("teacher logits cache %s is unusable (%s); computing the logits again", path, cached)
     logits, pooled = _run_teacher(teacher_dir, texts, max_length, batch_size, with_pooled)
+    _refuse_non_finite(teacher_dir, logits, pooled)
     _save_atomic(path, logits, pooled)
     log.info("teacher logits for %d texts cached in %s", len(texts), path)
     return TeacherOutputs(logits[:, order], pooled, path, False)
+
+
+def _read_valid_cache(path: Path, expected_shape: tuple[int, int],
+                      pooled_shape: tuple[int, int] | None) -> tuple[numpy.ndarray, numpy.ndarray] | str:
+    """The cached (logits, pooled) when every check passes, else what is wrong with the file."""
+    try:
+        with numpy.load(path) as stored:  # allow_pickle stays False: a cache file runs no code
+            if "checksum" not in stored.files:
+                return "no checksum: written by an older edgetune or another program"
+            logits, pooled, recorded = stored["logits"], stored["pooled"], str(stored["checksum"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        return f"unreadable: {type(error).__name__}"
+    if logits.dtype != numpy.float32 or pooled.dtype != numpy.float32:
+        return f"dtype {logits.dtype}/{pooled.dtype}, expected float32"
+    if logits.shape != expected_shape:
+        return f"logits shape {logits.shape}, expected {expected_shape}"
+    if pooled_shape is not None and pooled.shape != pooled_shape:
+        return f"pooled shape {pooled.shape}, expected {pooled_shape}"
+    if _checksum(logits, pooled) != recorded:
+        return "checksum mismatch: the file changed after it was written"
+    if not (numpy.isfinite(logits).all() and numpy.isfinite(pooled).all()):
+        return "NaN or infinite values"
+    return logits, pooled
+
+
+def _checksum(logits: numpy.ndarray, pooled: numpy.ndarray) -> str:
+    """sha256 over both arrays' dtype, shape and bytes: any edited value or reshaped array changes it."""
+    parts = []
+    for array in (logits, pooled):
+        contiguous = numpy.ascontiguousarray(array)
+        parts += [f"{contiguous.dtype.str}{contiguous.shape};".encode(), contiguous.tobytes()]
+    return sha256_bytes(b"".join(parts))  # megabytes at most: one logit row per training text
+
+
+def _refuse_non_finite(teacher_dir: Path, logits: numpy.ndarray, pooled: numpy.ndarray | None) -> None:
+    """A teacher whose own outputs hold NaN or infinity (a diverged fine-tune) cannot teach; nothing is cached."""
+    bad_rows = numpy.flatnonzero(~numpy.isfinite(logits).all(axis=1))
+    if pooled is not None and not bad_rows.size:
+        bad_rows = numpy.flatnonzero(~numpy.isfinite(pooled).all(axis=1))
+    if bad_rows.size:
+        raise ConfigError(f"teacher: {teacher_dir} outputs NaN or infinite values for {bad_rows.size} of "
+                          f"{len(logits)} texts (first: text {bad_rows[0] + 1}); the teacher's weights are broken - "
+                          "fine-tune the teacher again, or pass another --teacher")
 
 
 def _run_teacher(teacher_dir: Path, texts: list[str], max_length: int, batch_size: int,
@@ -155,5 +206,6 @@ def mean_pool(hidden_states, attention_mask):
 def _save_atomic(path: Path, logits: numpy.ndarray, pooled: numpy.ndarray | None) -> None:
     # Several processes (accelerate launch) may compute the same entry; each renames a complete file.
     # numpy is handed the open file: given a name, it would append `.npz` to the temporary one.
+    stored_pooled = pooled if pooled is not None else numpy.zeros((0,), dtype=numpy.float32)
     with atomic_file(path, "wb") as handle:
-        numpy.savez(handle, logits=logits, pooled=pooled if pooled is not None else numpy.zeros((0,)))
+        numpy.savez(handle, logits=logits, pooled=stored_pooled, checksum=numpy.array(_checksum(logits, stored_pooled)))

@@ -137,14 +137,17 @@ def train_classifier(
     data = load_labelled_data(data_config)
     hooks.check(data)
     model_ref = resolve_model(config.model)
-    # The task is part of the run: `--resume` refuses checkpoints of a run that trained another task.
+    # The task and the label map are part of the run: `--resume` refuses checkpoints of a run that trained
+    # another task, or whose ids meant other labels.
     run_record = {"task": task.name, "config": config_to_dict(config), "data": config_to_dict(data_config),
-                  "data_fingerprint": data.fingerprint(), **hooks.run_record()}
+                  "data_fingerprint": data.fingerprint(), "labels": data.label_names, **hooks.run_record()}
     resume_from = _prepare_work_directory(work_dir, run_record, resume=resume, force=force,
                                           is_main_process=is_main_process)
 
     import torch
     import transformers
+
+    from edgetune.finetune.divergence import raise_if_diverged
 
     transformers.set_seed(config.seed)
     tokenizer = _load_tokenizer(model_ref)
@@ -178,6 +181,7 @@ def train_classifier(
     trainer = _build_trainer(config, model, tokenizer, train_set, validation_set, work_dir / "checkpoints",
                              task, data.label_names, extra_callbacks, hooks)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    raise_if_diverged(trainer)  # a NaN loss or weight stopped it: an error, never a saved model
 
     # The trainer has loaded the best checkpoint (by validation metric); report on it.
     metrics = {"validation": _evaluate(task, trainer, validation_set, data.label_names)}
@@ -283,6 +287,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
     from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from edgetune.finetune.divergence import StopOnDivergence
     from edgetune.finetune.progress import LiveProgressCallback
 
     _, precision_flags = _precision(config.precision)
@@ -308,6 +313,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         metric_for_best_model=f"eval_{config.metric}",
         greater_is_better=config.metric != "loss",
         logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach StopOnDivergence, not be averaged out of the log
         group_by_length=config.group_by_length,
         seed=config.seed,
         use_cpu=use_cpu,
@@ -327,7 +333,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         return task.training_metrics(logits, prediction.label_ids, label_names)
 
-    callbacks = [LiveProgressCallback(config.metric), *extra_callbacks]
+    callbacks = [LiveProgressCallback(config.metric), StopOnDivergence(), *extra_callbacks]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = hooks.trainer_class()(

