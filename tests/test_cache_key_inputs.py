@@ -18,7 +18,7 @@ def test_the_data_fingerprint_follows_the_files_contents_and_paths(tmp_path):
     test = write_csv(tmp_path / "test.csv", banking77_subset("test", 3, 4))
     fingerprint = resolve_data(RecipeData(train=str(train), test=str(test))).fingerprint
     assert resolve_data(RecipeData(train=str(train), test=str(test))).fingerprint == fingerprint
-    assert resolve_data(RecipeData(train=str(train), test=str(test), seed=7)).fingerprint != fingerprint
+    assert resolve_data(RecipeData(train=str(train), test=str(test), split_seed=7)).fingerprint != fingerprint
 
     test.write_text(test.read_text() + "one more row,card_arrival\n")
     edited = resolve_data(RecipeData(train=str(train), test=str(test))).fingerprint

@@ -58,7 +58,7 @@ WRONG_INPUTS: dict[str, list[tuple[str, str]]] = {
     "edgetune distill": [("--train {train} -o {out} --teacher {missing}", "teacher: {missing} does not exist"),
                          ("--train {train} -o {out} --teacher {model} --temperature 0",
                           "temperature: 0.0 must be greater than zero")],
-    "edgetune export": [("{missing} {out}", "Directory '{missing}' does not exist"),
+    "edgetune export": [("{missing} {out}", "model '{missing}' not found"),
                         ("{model} {out} --opset 3", "opset: 3 is below 17"),
                         ("{export} {out}", "records no training data")],
     "edgetune quantize": [("{missing} {out}", "Directory '{missing}' does not exist"),
