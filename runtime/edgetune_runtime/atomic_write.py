@@ -33,10 +33,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
-        _fsync_file(temporary_path)
+        fsync_path(temporary_path)
         os.chmod(temporary_path, 0o666 & ~current_umask())
         os.replace(temporary_path, path)
-        _fsync_directory(path.parent)
+        fsync_path(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temporary_path.unlink()
@@ -75,15 +75,11 @@ def current_umask() -> int:
     return umask
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Durability of the rename itself; not every platform can open a directory (Windows cannot).
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file or a folder (the renames in it) to the disk. Not every platform can open a folder
+    for fsync (Windows cannot): there durability is best effort."""
     with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
+        descriptor = os.open(path, os.O_RDONLY)
         try:
             os.fsync(descriptor)
         finally:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgetune.errors import EdgetuneError
-from edgetune_runtime.atomic_write import TEMPORARY_MARK, current_umask, write_json_atomic
+from edgetune_runtime.atomic_write import TEMPORARY_MARK, current_umask, fsync_path, write_json_atomic
 
 __all__ = ["atomic_directory", "write_json_atomic"]
 
@@ -52,7 +52,7 @@ def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Ite
             shutil.rmtree(trash, ignore_errors=True)
         else:
             staging.rename(destination)
-        _fsync(destination.parent)  # the rename itself
+        fsync_path(destination.parent)  # the rename itself
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -64,18 +64,8 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             path = Path(folder, name)
             if not path.is_symlink():
-                _fsync(path)
-        _fsync(Path(folder))
-
-
-def _fsync(path: Path) -> None:
-    # Not every platform can open a folder for fsync (Windows cannot): durability there is best effort.
-    with contextlib.suppress(OSError):
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+                fsync_path(path)
+        fsync_path(Path(folder))
 
 
 def _remove_abandoned_staging(destination: Path) -> None:
