@@ -6,6 +6,7 @@ import click
 
 from edgetune.cli.config_options import ConfigOptions
 from edgetune.cli.data_options import DATA_OPTIONS
+from edgetune.cli.finetune_command import training_run_options
 from edgetune.distill.config import DistillConfig
 
 # The student's settings are `--student-epochs` etc., after their recipe keys; the finetune names
@@ -18,9 +19,7 @@ DISTILL_OPTIONS = ConfigOptions(DistillConfig, unprefixed=("student",))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory to write the distilled student to (created atomically at the end).")
 @DISTILL_OPTIONS
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--force", is_flag=True, help="Replace an existing output and discard an interrupted run.")
-@click.option("--keep-checkpoints", is_flag=True, help="Keep the intermediate checkpoints after success.")
+@training_run_options
 def distill_command(output: str, resume: bool, force: bool, keep_checkpoints: bool, **options) -> None:
     """Distil a fine-tuned teacher into a smaller student.
 

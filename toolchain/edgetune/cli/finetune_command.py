@@ -11,14 +11,23 @@ from edgetune.finetune.config import FinetuneConfig
 FINETUNE_OPTIONS = ConfigOptions(FinetuneConfig)
 
 
+def training_run_options(command):
+    """The flags of a training run that are not settings of the model: shared by finetune and distill."""
+    for option in reversed((
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
+        click.option("--force", is_flag=True, help="Replace an existing output and discard an interrupted run."),
+        click.option("--keep-checkpoints", is_flag=True, help="Keep the intermediate checkpoints after success."),
+    )):
+        command = option(command)
+    return command
+
+
 @click.command("finetune")
 @DATA_OPTIONS
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory to write the fine-tuned model to (created atomically at the end).")
 @FINETUNE_OPTIONS
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--force", is_flag=True, help="Replace an existing output and discard an interrupted run.")
-@click.option("--keep-checkpoints", is_flag=True, help="Keep the intermediate checkpoints after success.")
+@training_run_options
 def finetune_command(output: str, resume: bool, force: bool, keep_checkpoints: bool, **options) -> None:
     """Fine-tune a pretrained transformer as a text classifier.
 
