@@ -16,6 +16,7 @@ from __future__ import annotations
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from edgetune_runtime.errors import BundleError
@@ -42,7 +43,7 @@ def safe_extract(archive_path: Path, destination: Path) -> Path:
     except BundleError:
         raise
     except _DAMAGED as error:
-        raise BundleError(f"{archive_path}: the zip is damaged or not a bundle zip "
+        raise BundleError(f"{archive_path}: not a valid zip file, or a damaged one "
                           f"({type(error).__name__}: {_first_line(error)}); download or copy it again") from None
     except OSError as error:
         if error.filename is None or Path(error.filename) == Path(archive_path):
@@ -74,7 +75,7 @@ def _extract_listed(archive: zipfile.ZipFile, archive_path: Path, destination: P
     validate_manifest(manifest, where)
     root = destination / prefix if prefix else destination
     root.mkdir(parents=True, exist_ok=True)
-    (root / MANIFEST_FILE).write_bytes(manifest_bytes)
+    _write(root / MANIFEST_FILE, [manifest_bytes])
     for name in manifest["files"]:
         if not isinstance(name, str) or not name or name.startswith("/") or ".." in PurePosixPath(name).parts \
                 or "\\" in name or len(name) > MAX_MEMBER_NAME_CHARACTERS:
@@ -84,7 +85,7 @@ def _extract_listed(archive: zipfile.ZipFile, archive_path: Path, destination: P
             raise BundleError(f"{archive_path}: {name} is listed in the manifest but missing from the zip")
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        _stream_member(archive, info, target, budget)
+        _write(target, _chunks(archive, info, budget))
     return root
 
 
@@ -132,6 +133,9 @@ def _chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget):
             budget.written += len(chunk)
             budget.take(info, member_written)
             yield chunk
+    if member_written != info.file_size:  # a deflate stream can end early with a valid CRC
+        raise BundleError(f"{budget.archive_path}: member {info.filename!r} unpacks to {member_written} bytes but "
+                          f"its header says {info.file_size}; the zip is damaged or forged")
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, limit: int) -> bytes:
@@ -141,10 +145,16 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budge
     return b"".join(_chunks(archive, info, budget))
 
 
-def _stream_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget) -> None:
-    with open(target, "wb") as handle:
-        for chunk in _chunks(archive, info, budget):
-            handle.write(chunk)
+def _write(target: Path, chunks: Iterable[bytes]) -> None:
+    try:
+        with open(target, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        # A full disk or a file-size limit names no file: name the one being unpacked.
+        raise OSError(error.errno, error.strerror, str(target)) from None
 
 
 def _first_line(error: BaseException) -> str:
