@@ -110,14 +110,20 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
                 if match.end() == len(pending) and match.group() == b"\r":
                     break  # a \r at the block's end may be the first half of \r\n: wait for the next block
                 number += 1
+                if match.start() - start > MAX_LINE_BYTES:
+                    _refuse_long_line(path, number)
                 yield pending[start:match.end()]
                 start = match.end()
             pending = pending[start:]
             if len(pending) > MAX_LINE_BYTES:
-                raise InputError(f"{path}, line {number + 1}: longer than {MAX_LINE_BYTES >> 20} MiB without a line "
-                                 "break; split the text or check that the file is line-based text")
+                _refuse_long_line(path, number + 1)
     if pending:
         yield pending
+
+
+def _refuse_long_line(path: Path, number: int) -> None:
+    raise InputError(f"{path}, line {number}: longer than {MAX_LINE_BYTES >> 20} MiB; split the text, or check "
+                     "that the file is line-based text (a quote left open joins lines into one field)")
 
 
 def _lines(path: Path) -> Iterator[str]:
