@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from edgetune_runtime.errors import BundleError
-from edgetune_runtime.json_limits import loads_bounded
+from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
 from edgetune_runtime.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, validate_manifest
 
 MAX_UNPACKED_BYTES = 4 * 2**30
@@ -70,8 +70,10 @@ def _extract_listed(archive: zipfile.ZipFile, archive_path: Path, destination: P
     where = f"{archive_path}:{manifest_member}"
     try:
         manifest = loads_bounded(manifest_bytes, where)
-    except ValueError as error:
+    except JSONTooDeep as error:
         raise BundleError(str(error)) from None
+    except ValueError as error:
+        raise BundleError(f"{where}: not valid JSON ({error})") from None
     validate_manifest(manifest, where)
     root = destination / prefix if prefix else destination
     root.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import Any
 from edgetune_runtime.compiled_binding import SessionRun, batch1_runner
 from edgetune_runtime.errors import BundleError
 from edgetune_runtime.hashing import BackgroundSha256, sha256_file
-from edgetune_runtime.json_limits import loads_bounded
+from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
 from edgetune_runtime.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, BundleManifest, validate_manifest
 from edgetune_runtime.session import create_session
 from edgetune_runtime.tasks import bundle_class
@@ -112,7 +112,6 @@ class Bundle:
         else:
             raise BundleError(f"{path}: no such bundle (expected a directory or a .zip)")
         manifest = verify_files(directory, defer_model=True)
-        _refuse_unlisted_external_data(directory, manifest)
         # The model is the one large file: its sha256 is computed on another thread while ONNX Runtime
         # builds the session, so cold start does not wait for the hash (~0.1 s for 23 MB on a CPU without
         # SHA instructions). Both read the file from disk (the page cache serves the second read): reading
@@ -120,6 +119,8 @@ class Bundle:
         model_name = manifest["model"]
         digest = BackgroundSha256(directory / model_name)
         try:
+            # Before ONNX Runtime opens the model: the files it would read besides it must be listed (hashed).
+            _refuse_unlisted_external_data(directory, manifest)
             task_class = bundle_class(manifest["task"])
             if not issubclass(task_class, cls):
                 raise BundleError(f"{directory}: a {manifest['task']!r} bundle is a {task_class.__name__}, "
@@ -188,8 +189,10 @@ def verify_files(directory: Path, defer_model: bool = False) -> dict:
                           f"{MAX_MANIFEST_BYTES >> 20} MiB")
     try:
         manifest = loads_bounded(manifest_path.read_bytes(), str(manifest_path))
-    except ValueError as error:
+    except JSONTooDeep as error:
         raise BundleError(str(error)) from None
+    except ValueError as error:
+        raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
     validate_manifest(manifest, str(manifest_path))
     root = directory.resolve()
     for name in manifest["files"]:
@@ -211,7 +214,8 @@ def _refuse_unlisted_external_data(directory: Path, manifest: dict) -> None:
     try:
         tensors = external_data_files(directory / model_name)
     except MalformedModel as error:
-        raise BundleError(f"{directory / model_name}: not a readable ONNX model ({error})") from None
+        raise BundleError(f"{directory / model_name}: ONNX Runtime cannot load the model (it is not an ONNX "
+                          f"protobuf: {error})") from None
     for tensor, location in tensors:
         name = resolve_location(model_name, location)
         if name is None or name not in manifest["files"]:

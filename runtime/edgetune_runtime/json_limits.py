@@ -3,7 +3,7 @@
 `json.loads` recurses once per nesting level: a file of 100 000 `[` is a RecursionError traceback
 (or, with a raised recursion limit, a crashed interpreter). `loads_bounded` measures the depth first
 with one linear scan that skips string contents, and refuses anything deeper than `MAX_JSON_DEPTH`
-as a `ValueError` whose message names the file, so callers turn it into their own one-line error.
+as `JSONTooDeep` (a ValueError) whose message names the file, so callers turn it into their own one-line error.
 """
 
 from __future__ import annotations
@@ -31,19 +31,24 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+class JSONTooDeep(ValueError):
+    """The text nests deeper than the bound; the message names the file."""
+
+
 def loads_bounded(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH) -> object:
-    """`json.loads(text)`, refusing nesting deeper than `max_depth`; every failure is a ValueError naming `where`."""
+    """`json.loads(text)`, refusing nesting deeper than `max_depth` (`JSONTooDeep`, naming `where`).
+
+    Malformed JSON raises json's own `JSONDecodeError` (a ValueError), as `json.loads` does.
+    """
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"{where}: not UTF-8 text (byte {error.start})") from None
+            raise json.JSONDecodeError(f"not UTF-8 text ({error.reason})", "", error.start) from None
     depth = json_depth(text)
     if depth > max_depth:
-        raise ValueError(f"{where}: JSON nested {depth} levels deep; at most {max_depth} are read")
+        raise JSONTooDeep(f"{where}: JSON nested {depth} levels deep; at most {max_depth} are read")
     try:
         return json.loads(text)
     except RecursionError:  # unreachable after the depth check; kept so no input can become a traceback
-        raise ValueError(f"{where}: JSON nested too deeply to read") from None
-    except ValueError as error:
-        raise ValueError(f"{where}: not valid JSON ({error})") from None
+        raise JSONTooDeep(f"{where}: JSON nested too deeply to read") from None
