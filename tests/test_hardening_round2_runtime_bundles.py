@@ -278,6 +278,8 @@ BAD_MANIFEST_VALUES = {
     "max_length-float": (_section_change("max_length", 128.5), "max_length is float"),
     "max_length-bool": (_section_change("max_length", True), "max_length is bool"),
     "max_length-zero": (_section_change("max_length", 0), "max_length is int 0"),
+    # within the sane bound, past the tiny model's position table: ONNX Runtime would fail on the first long text
+    "max_length-past-position-table": (_section_change("max_length", 4096), "longer than the model's 128 positions"),
     "labels-a-string": (_section_change("labels", "abcd"), "labels should be a non-empty list of strings"),
     "labels-numbers": (_section_change("labels", [1, 2, 3, 4]), "labels should be a non-empty list of strings"),
     "labels-nested": (_section_change("labels", [["a"], "b", "c", "d"]), "non-empty list of strings"),

@@ -1,4 +1,5 @@
-"""The files an ONNX graph reads besides itself (external-data tensors), found without the onnx package.
+"""What the runtime checks inside an ONNX graph, read without the onnx package: the files it reads besides
+itself (external-data tensors) and the length of its position-embedding table.
 
 ONNX Runtime loads a tensor whose `data_location` is EXTERNAL from the file its `external_data`
 entry `location` names, relative to the model's folder. Such a file changes predictions, so a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 # Protobuf field numbers (onnx.proto): where tensors can sit.
 _MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
@@ -19,7 +21,7 @@ _NODE_ATTRIBUTE = 5
 _ATTRIBUTE_TENSOR, _ATTRIBUTE_GRAPH, _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = 5, 6, 10, 11
 _ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS = 22, 23
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
-_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_TENSOR_DIMS, _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 1, 8, 13, 14
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _EXTERNAL = 1
 _MAX_GRAPH_NESTING = 32
@@ -31,13 +33,32 @@ class MalformedModel(ValueError):
 
 def external_data_files(model_path: Path) -> list[tuple[str, str]]:
     """(tensor name, location relative to the model's folder) of every external-data tensor in the model."""
+    return [(tensor.name, tensor.location) for tensor in _tensors(model_path) if tensor.location is not None]
+
+
+def position_table_rows(model_path: Path) -> int | None:
+    """Rows of the model's position-embedding table (the longest sequence it can take), if it has one by name."""
+    for tensor in _tensors(model_path):
+        if "position_embeddings" in tensor.name and len(tensor.dims) == 2:
+            return tensor.dims[0]
+    return None
+
+
+class _Tensor(NamedTuple):
+    name: str
+    dims: list[int]
+    location: str | None
+    """None: stored in the model; else the external-data location ("" when the entry names none)."""
+
+
+def _tensors(model_path: Path) -> list[_Tensor]:
     with open(model_path, "rb") as handle:
         if handle.seek(0, 2) == 0:
             return []
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             view = memoryview(mapped)
             try:
-                found: list[tuple[str, str]] = []
+                found: list[_Tensor] = []
                 for field, start, end in _fields(view, 0, len(view)):
                     if field == _MODEL_GRAPH:
                         _graph(view, start, end, found, 0)
@@ -90,7 +111,7 @@ def _sparse(view: memoryview, start: int, end: int, found: list) -> None:
 
 
 def _tensor(view: memoryview, start: int, end: int, found: list) -> None:
-    name, location, external = "", None, False
+    name, location, external, dims = "", None, False, []
     position = start
     while position < end:
         key, position = _varint(view, position, end)
@@ -99,16 +120,23 @@ def _tensor(view: memoryview, start: int, end: int, found: list) -> None:
             value, position = _varint(view, position, end)
             external = external or value == _EXTERNAL
             continue
+        if field == _TENSOR_DIMS and wire == 0:
+            value, position = _varint(view, position, end)
+            dims.append(value)
+            continue
         position, s, e = _skip(view, position, end, wire)
-        if field == _TENSOR_NAME and wire == 2:
+        if field == _TENSOR_DIMS and wire == 2:  # packed
+            while s < e:
+                value, s = _varint(view, s, e)
+                dims.append(value)
+        elif field == _TENSOR_NAME and wire == 2:
             name = bytes(view[s:e]).decode("utf-8", "replace")
         elif field == _TENSOR_EXTERNAL_DATA and wire == 2:
             external = True
             entry = {k: bytes(view[a:b]).decode("utf-8", "replace") for k, a, b in _fields(view, s, e)}
             if entry.get(_ENTRY_KEY) == "location":
                 location = entry.get(_ENTRY_VALUE, "")
-    if external:
-        found.append((name, location if location is not None else ""))
+    found.append(_Tensor(name, dims, (location if location is not None else "") if external else None))
 
 
 def _fields(view: memoryview, start: int, end: int):

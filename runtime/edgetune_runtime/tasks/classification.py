@@ -84,6 +84,7 @@ class ClassificationBundle(Bundle):
         classes = scores.shape[-1] if scores.shape else None
         if isinstance(classes, int) and classes != len(self.labels):
             raise BundleError(f"{where}: the manifest lists {len(self.labels)} labels but the model outputs {classes}")
+        self._check_max_length_fits_the_model(where)
         self.tokenizer = _tokenizer(self.directory / self.typed_manifest.tokenizer, self.max_length)
         vocabulary = self.tokenizer.get_vocab_size(with_added_tokens=True)
         if self._pad_id >= vocabulary:
@@ -97,6 +98,20 @@ class ClassificationBundle(Bundle):
                                         single_text_types_are_zero=not any(self.tokenizer.encode("probe, 42").type_ids))
         # The fast batch encoder skips character offsets, which classification never needs.
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+
+    def _check_max_length_fits_the_model(self, where: str) -> None:
+        # A max_length past the position table loads fine and fails inside ONNX Runtime on the first long
+        # text (a Gather index out of range): refuse it at load, when the table can be found by name.
+        from edgetune_runtime.external_data import MalformedModel, position_table_rows
+
+        try:
+            rows = position_table_rows(self.directory / self.typed_manifest.model)
+        except (MalformedModel, OSError):
+            return  # the model loaded in ONNX Runtime; a table this reader cannot find is not checked
+        if rows is not None and self.max_length > rows:
+            raise BundleError(f"{where}: classification.max_length {self.max_length} is longer than the model's "
+                              f"{rows} positions; rebuild the bundle from a model fine-tuned with max_length "
+                              f"{rows} or less")
 
     def _binding_probe_feeds(self) -> tuple[list[str], dict | None]:
         # A real text through the batch-1 feed builder: the probe runs exactly what `predict` will.
