@@ -198,3 +198,11 @@ def test_bench_output_past_a_file_size_limit_is_one_line_and_leaves_no_temporary
     result = _limited_run(512, "bench", str(bundle_dir), "--data", str(data), "--cold-starts", "0", "--warmup", "0",
                           "--batch-sizes", "1", "-o", str(output))
     _assert_one_error_and_no_temporary_files(result, output.parent, output)
+
+
+def test_a_deeply_nested_jsonl_line_is_one_error_line(bundle_dir, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "I lost my card"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    result, lines = _invoke("predict", str(bundle_dir), "--input", str(rows))
+    assert result.exit_code == 2 and len(lines) == 1, result.stderr
+    assert "rows.jsonl, line 2: JSON nested 100001 levels deep" in lines[0], lines

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgetune_runtime.errors import InputError
+from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
 
 # Tried in order when no column is named; the toolchain's data loader uses these same lists
 # (Banking77: text/category, SST-2: sentence or content/label, Bitext: instruction/intent).
@@ -152,7 +152,9 @@ def _jsonl_records(path: Path) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_bounded(line, f"{path}, line {number}")
+        except JSONTooDeep as error:  # json.loads would recurse into a RecursionError traceback
+            raise InputError(f"{error}; write one flat JSON object per line") from None
         except ValueError as error:
             # The message without its position: that counts from the start of this one line.
             raise InputError(f"{path}, line {number}: not valid JSON ({getattr(error, 'msg', error)}); "
