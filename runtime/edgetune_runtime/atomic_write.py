@@ -37,9 +37,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(temporary_path, 0o666 & ~current_umask())
         os.replace(temporary_path, path)
         fsync_path(path.parent)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             temporary_path.unlink()
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            # A write that hit a full disk or a file-size limit names no file: name the destination,
+            # so that callers (the CLIs' one-line errors) can say which output could not be written.
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 

@@ -10,7 +10,6 @@ for a whole batch at once), plus its prediction API.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ from typing import Any
 from edgetune_runtime.compiled_binding import SessionRun, batch1_runner
 from edgetune_runtime.errors import BundleError
 from edgetune_runtime.hashing import BackgroundSha256, sha256_file
-from edgetune_runtime.manifest import MANIFEST_FILE, BundleManifest, validate_manifest
+from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
+from edgetune_runtime.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, BundleManifest, validate_manifest
 from edgetune_runtime.session import create_session
 from edgetune_runtime.tasks import bundle_class
 
@@ -95,10 +95,18 @@ class Bundle:
         path = Path(path)
         keepalive = None
         if path.is_file():
-            keepalive = tempfile.TemporaryDirectory(prefix="edgetune-bundle-")
             from edgetune_runtime.archive import safe_extract
 
-            directory = safe_extract(path, Path(keepalive.name))
+            try:
+                keepalive = tempfile.TemporaryDirectory(prefix="edgetune-bundle-")
+            except OSError as error:
+                raise BundleError(f"{path}: cannot make a temporary folder to unpack it into ({error.strerror}); "
+                                  "free space in the temp dir or set TMPDIR") from None
+            try:
+                directory = safe_extract(path, Path(keepalive.name))
+            except BaseException:
+                keepalive.cleanup()  # a half-unpacked bundle is not left in the temp dir
+                raise
         elif path.is_dir():
             directory = path
         else:
@@ -111,6 +119,8 @@ class Bundle:
         model_name = manifest["model"]
         digest = BackgroundSha256(directory / model_name)
         try:
+            # Before ONNX Runtime opens the model: the files it would read besides it must be listed (hashed).
+            _refuse_unlisted_external_data(directory, manifest)
             task_class = bundle_class(manifest["task"])
             if not issubclass(task_class, cls):
                 raise BundleError(f"{directory}: a {manifest['task']!r} bundle is a {task_class.__name__}, "
@@ -130,7 +140,7 @@ class Bundle:
             raise BundleError(f"{self.directory}: the bundle ships no golden examples")
         path = self.directory / golden_name
         try:  # hashed with the bundle, but a re-sealed bundle can still carry a malformed file
-            examples = json.loads(path.read_text(encoding="utf-8"))
+            examples = loads_bounded(path.read_bytes(), str(path))
             if not isinstance(examples, list):
                 raise TypeError("the golden file is not a list of examples")
             tolerance = float(self.manifest.get("golden_tolerance", 0.02))
@@ -174,8 +184,13 @@ def verify_files(directory: Path, defer_model: bool = False) -> dict:
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleError(f"{directory}: no {MANIFEST_FILE}; not an edgetune bundle")
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{manifest_path}: {manifest_path.stat().st_size} bytes; a manifest is at most "
+                          f"{MAX_MANIFEST_BYTES >> 20} MiB")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = loads_bounded(manifest_path.read_bytes(), str(manifest_path))
+    except JSONTooDeep as error:
+        raise BundleError(str(error)) from None
     except ValueError as error:
         raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
     validate_manifest(manifest, str(manifest_path))
@@ -189,6 +204,24 @@ def verify_files(directory: Path, defer_model: bool = False) -> dict:
         if not (defer_model and name == manifest["model"]):
             _check_sha256(directory, name, sha256_file(path), manifest)
     return manifest
+
+
+def _refuse_unlisted_external_data(directory: Path, manifest: dict) -> None:
+    """An ONNX tensor stored in another file is read by ONNX Runtime: that file must be listed (so hashed)."""
+    from edgetune_runtime.external_data import MalformedModel, external_data_files, resolve_location
+
+    model_name = manifest["model"]
+    try:
+        tensors = external_data_files(directory / model_name)
+    except MalformedModel as error:
+        raise BundleError(f"{directory / model_name}: ONNX Runtime cannot load the model (it is not an ONNX "
+                          f"protobuf: {error})") from None
+    for tensor, location in tensors:
+        name = resolve_location(model_name, location)
+        if name is None or name not in manifest["files"]:
+            raise BundleError(f"{directory / model_name}: tensor {tensor!r} reads external data from "
+                              f"{location!r}, which the manifest does not list; refusing the bundle "
+                              "(rebuild it with `edgetune bundle`, which lists and hashes every file)")
 
 
 def _check_sha256(directory: Path, name: str, actual: str, manifest: dict) -> None:

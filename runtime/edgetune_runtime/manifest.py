@@ -19,6 +19,21 @@ from edgetune_runtime.errors import BundleError
 from edgetune_runtime.hashing import sha256_json
 
 MANIFEST_FILE = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 2**20
+"""A manifest is kilobytes; a bigger file is refused before it is parsed."""
+# Optional top-level keys -> the JSON type they must have when present (a sealed manifest can still be
+# hand-made: `session: "fast"` must be one line, not an AttributeError deep in the session setup).
+OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "session": dict,
+    "metrics": dict,
+    "tuned_for": dict,
+    "provenance": dict,
+    "golden_tolerance": (int, float),
+    "opset": int,
+    "tokenizer": str,
+    "golden": str,
+    "model_ort": str,
+}
 # key -> required type: the minimum a runtime needs to run and check a bundle.
 REQUIRED_KEYS: dict[str, type] = {
     "format_version": int,
@@ -50,6 +65,17 @@ def validate_manifest(manifest: object, where: str) -> dict:
             raise BundleError(f"{where}: the manifest has no {key!r}")
         if not isinstance(manifest[key], expected) or isinstance(manifest[key], bool):
             raise BundleError(f"{where}: manifest key {key!r} should be {expected.__name__}")
+    for key, expected in OPTIONAL_KEYS.items():
+        value = manifest.get(key)
+        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            names = " or ".join(kind.__name__ for kind in (expected if isinstance(expected, tuple) else (expected,)))
+            raise BundleError(f"{where}: manifest key {key!r} should be {names.replace('dict', 'a JSON object')}, "
+                              f"not {type(value).__name__} {str(value)[:40]!r}")
+    tolerance = manifest.get("golden_tolerance")
+    if tolerance is not None and not 0 <= tolerance <= 1:
+        raise BundleError(f"{where}: manifest key 'golden_tolerance' is {tolerance}; it must be between 0 and 1")
+    if not all(isinstance(name, str) and isinstance(digest, str) for name, digest in manifest["files"].items()):
+        raise BundleError(f"{where}: manifest key 'files' should map file names to sha256 strings")
     version = manifest["format_version"]
     if version > BUNDLE_FORMAT_VERSION:
         raise BundleError(f"{where}: bundle format {version} is newer than this runtime supports "

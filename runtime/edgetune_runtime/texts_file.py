@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from edgetune_runtime.errors import InputError
+from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
 
 # Tried in order when no column is named; the toolchain's data loader uses these same lists
 # (Banking77: text/category, SST-2: sentence or content/label, Bitext: instruction/intent).
@@ -28,6 +29,10 @@ RecordFormat = Literal["csv", "tsv", "jsonl"]
 # The csv module refuses fields over 128 KiB; a text that long is still read, so that the caller can say
 # which row holds it (usually rows merged by an unclosed quote) instead of a bare "field larger than limit".
 _FIELD_LIMIT_CHARACTERS = 1 << 24
+MAX_LINE_BYTES = 1 << 24
+"""16 MiB: a longer line is refused with its number before it is held in memory (a text is cut to far less)."""
+_READ_BLOCK_BYTES = 1 << 20
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -92,21 +97,49 @@ def read_records(path: str | Path, record_format: RecordFormat | None = None) ->
     return _open_delimited(path, "\t" if record_format == "tsv" else ",")
 
 
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes, each with its ending: `\\n`, `\\r\\n` or a lone `\\r` (old Mac files, and what
+    some exporters still write), read in blocks so that no line longer than `MAX_LINE_BYTES` is ever held."""
+    pending = b""
+    number = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(_READ_BLOCK_BYTES):
+            pending += block
+            start = 0
+            for match in _LINE_END.finditer(pending):
+                if match.end() == len(pending) and match.group() == b"\r":
+                    break  # a \r at the block's end may be the first half of \r\n: wait for the next block
+                number += 1
+                if match.start() - start > MAX_LINE_BYTES:
+                    _refuse_long_line(path, number)
+                yield pending[start:match.end()]
+                start = match.end()
+            pending = pending[start:]
+            if len(pending) > MAX_LINE_BYTES:
+                _refuse_long_line(path, number + 1)
+    if pending:
+        yield pending
+
+
+def _refuse_long_line(path: Path, number: int) -> None:
+    raise InputError(f"{path}, line {number}: longer than {MAX_LINE_BYTES >> 20} MiB; split the text, or check "
+                     "that the file is line-based text (a quote left open joins lines into one field)")
+
+
 def _lines(path: Path) -> Iterator[str]:
     """The file's lines, decoded one at a time so that a decoding error names its line."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if b"\x00" in raw:  # csv and json would read on and report nonsense further down
-                raise InputError(f"{path}, line {number}: contains a NUL byte; the file is binary or UTF-16 - "
-                                 "re-save it as UTF-8 text")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                bad = raw[error.start:error.end]
-                raise InputError(f"{path}, line {number}: bytes {bad!r} are not valid UTF-8; "
-                                 "re-save the file as UTF-8") from None
-            # Spreadsheets often start with a byte-order mark that would otherwise rename the first column.
-            yield line.removeprefix("\ufeff") if number == 1 else line
+    for number, raw in enumerate(_raw_lines(path), start=1):
+        if b"\x00" in raw:  # csv and json would read on and report nonsense further down
+            raise InputError(f"{path}, line {number}: contains a NUL byte; the file is binary or UTF-16 - "
+                             "re-save it as UTF-8 text")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad = raw[error.start:error.end]
+            raise InputError(f"{path}, line {number}: bytes {bad!r} are not valid UTF-8; "
+                             "re-save the file as UTF-8") from None
+        # Spreadsheets often start with a byte-order mark that would otherwise rename the first column.
+        yield line.removeprefix("\ufeff") if number == 1 else line
 
 
 def _read_lines(path: Path) -> Iterator[TextRow]:
@@ -119,7 +152,9 @@ def _jsonl_records(path: Path) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_bounded(line, f"{path}, line {number}")
+        except JSONTooDeep as error:  # json.loads would recurse into a RecursionError traceback
+            raise InputError(f"{error}; write one flat JSON object per line") from None
         except ValueError as error:
             # The message without its position: that counts from the start of this one line.
             raise InputError(f"{path}, line {number}: not valid JSON ({getattr(error, 'msg', error)}); "

@@ -17,8 +17,22 @@ import numpy
 from edgetune_runtime.envelope import Bundle
 from edgetune_runtime.errors import BundleError
 from edgetune_runtime.features import FeatureBuilder
+from edgetune_runtime.text_clip import TextClipper
 from edgetune_runtime.text_inputs import check_texts
 from edgetune_runtime.wordpiece import AsciiWordPiece
+
+MAX_SEQUENCE_LENGTH = 65536
+"""Longer than any encoder's position table edgetune builds for (512 for BERT, 8192 for ModernBERT)."""
+MAX_LABELS = 1_000_000
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 class Prediction(NamedTuple):
@@ -33,14 +47,25 @@ class ClassificationBundle(Bundle):
     """A verified text-classification bundle: `predict` labels with probabilities. Use `Bundle.load(path)`."""
 
     def _read_section(self, section: dict, where: str) -> None:
-        try:
-            self.labels: list[str] = list(section["labels"])
-            self.max_length: int = int(section["max_length"])
-            self._pad_id = int(section["pad_id"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(f"{where}: the manifest lacks classification key {error}") from None
-        if not self.labels or self.max_length < 1:
-            raise BundleError(f"{where}: the manifest needs at least one label and a max_length of at least 1")
+        missing = [key for key in ("labels", "max_length", "pad_id") if key not in section]
+        if missing:
+            raise BundleError(f"{where}: the manifest lacks classification key {missing[0]!r}")
+        labels, max_length, pad_id = section["labels"], section["max_length"], section["pad_id"]
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise BundleError(f"{where}: classification.labels should be a non-empty list of strings, "
+                              f"not {_shown(labels)}")
+        if len(labels) > MAX_LABELS:
+            raise BundleError(f"{where}: classification.labels holds {len(labels)} labels; at most {MAX_LABELS}")
+        # max_length sizes per-length tables made at load (features.py): a huge one would allocate gigabytes.
+        if not _is_int(max_length) or not 1 <= max_length <= MAX_SEQUENCE_LENGTH:
+            raise BundleError(f"{where}: classification.max_length is {_shown(max_length)}; it must be a whole "
+                              f"number from 1 to {MAX_SEQUENCE_LENGTH}")
+        if not _is_int(pad_id) or pad_id < 0:
+            raise BundleError(f"{where}: classification.pad_id is {_shown(pad_id)}; it must be a token id "
+                              "(a whole number >= 0)")
+        self.labels: list[str] = list(labels)
+        self.max_length: int = max_length
+        self._pad_id: int = pad_id
         self._section = section
 
     def _prepare(self, where: str) -> None:
@@ -59,7 +84,13 @@ class ClassificationBundle(Bundle):
         classes = scores.shape[-1] if scores.shape else None
         if isinstance(classes, int) and classes != len(self.labels):
             raise BundleError(f"{where}: the manifest lists {len(self.labels)} labels but the model outputs {classes}")
+        self._check_max_length_fits_the_model(where)
         self.tokenizer = _tokenizer(self.directory / self.typed_manifest.tokenizer, self.max_length)
+        vocabulary = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        if self._pad_id >= vocabulary:
+            raise BundleError(f"{where}: classification.pad_id {self._pad_id} is not a token id of the tokenizer "
+                              f"(its vocabulary has {vocabulary} entries)")
+        self._clip = TextClipper(self.tokenizer, self.max_length)
         # One text of printable ASCII skips the Rust tokenizer when the pure-Python WordPiece gives the
         # same ids (wordpiece.py: 0.045-0.07 ms against ~0.17 ms, both with caches as a session run leaves them).
         self._ascii_wordpiece = AsciiWordPiece.from_tokenizer(self.tokenizer, self.max_length)
@@ -68,12 +99,27 @@ class ClassificationBundle(Bundle):
         # The fast batch encoder skips character offsets, which classification never needs.
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
 
+    def _check_max_length_fits_the_model(self, where: str) -> None:
+        # A max_length past the position table loads fine and fails inside ONNX Runtime on the first long
+        # text (a Gather index out of range): refuse it at load, when the table can be found by name.
+        from edgetune_runtime.external_data import MalformedModel, position_table_rows
+
+        try:
+            rows = position_table_rows(self.directory / self.typed_manifest.model)
+        except (MalformedModel, OSError):
+            return  # the model loaded in ONNX Runtime; a table this reader cannot find is not checked
+        if rows is not None and self.max_length > rows:
+            raise BundleError(f"{where}: classification.max_length {self.max_length} is longer than the model's "
+                              f"{rows} positions; rebuild the bundle from a model fine-tuned with max_length "
+                              f"{rows} or less")
+
     def _binding_probe_feeds(self) -> tuple[list[str], dict | None]:
         # A real text through the batch-1 feed builder: the probe runs exactly what `predict` will.
         return self._output_names, self._features.single(*self.token_ids("probe, 42"))
 
     def token_ids(self, text: str) -> tuple[list[int], list[int] | None]:
         """One text's token ids and token types (None: all zero), tokenised as the batch-1 path does."""
+        text = self._clip(text)
         ids = self._ascii_wordpiece.ids(text) if self._ascii_wordpiece is not None else None
         if ids is not None:
             return ids, None
@@ -82,7 +128,7 @@ class ClassificationBundle(Bundle):
 
     def encode(self, texts: Sequence[str]) -> dict[str, numpy.ndarray]:
         """Tokenise a batch, padded to its longest text; int64 arrays by graph input name."""
-        return self._features.batch(self._encode_batch(list(texts)))
+        return self._features.batch(self._encode_batch([self._clip(text) for text in texts]))
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> numpy.ndarray:
         """Class probabilities, one row per text, in input order.
@@ -100,7 +146,7 @@ class ClassificationBundle(Bundle):
             return scores if self._to_probabilities is None else self._to_probabilities(scores)
         if not texts:
             return numpy.zeros((0, len(self.labels)), dtype=numpy.float32)
-        encodings = self._encode_batch(list(texts))
+        encodings = self._encode_batch([self._clip(text) for text in texts])
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         probabilities = numpy.empty((len(texts), len(self.labels)), dtype=numpy.float32)
         for start in range(0, len(order), batch_size):
@@ -117,7 +163,7 @@ class ClassificationBundle(Bundle):
         # after a session run costs ~5-10 us while the CPU caches refill (measured: flattening it took
         # the overhead over a bare `session.run` from 0.12 to 0.09 ms).
         if top_k == 1 and type(texts) is list and len(texts) == 1 and type(texts[0]) is str \
-                and self._ascii_wordpiece is not None:
+                and self._ascii_wordpiece is not None and len(texts[0]) <= self._clip.bound:
             ids = self._ascii_wordpiece.ids(texts[0])
             if ids is not None:
                 # (FeatureBuilder.single, inlined; the fast tokenizer gives all-zero token types.)
