@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from edgetune.bundle.zip_path import check_bundle_output, zip_path_for
 from edgetune.errors import EdgetuneError
 from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
 from edgetune.export.heldout import RecordedData, heldout_texts
+from edgetune.scratch import scratch_directory
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
 from edgetune.tasks import Task
 from edgetune_runtime.atomic_write import atomic_path
@@ -166,8 +166,7 @@ def _variants_table(source_dir: Path) -> dict | None:
 
 def _convert_to_ort(staging: Path) -> None:
     """ONNX Runtime's own converter: model.ort plus the operator list for a minimal build."""
-    with tempfile.TemporaryDirectory(prefix="edgetune-ort-") as scratch:
-        scratch_dir = Path(scratch)
+    with scratch_directory("ort") as scratch_dir:
         shutil.copy2(staging / MODEL_FILE, scratch_dir / MODEL_FILE)
         result = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort",
                                  str(scratch_dir / MODEL_FILE), "--output_dir", str(scratch_dir)],
