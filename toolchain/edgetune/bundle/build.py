@@ -68,9 +68,10 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
 
     with _set_aside_on_success(None if config.zip else zip_path) as set_aside, \
             atomic_directory(output_dir, overwrite=force) as staging:
-        shutil.copy2(source_dir / MODEL_FILE, staging / MODEL_FILE)
+        # copyfile, not copy2: the bundle's files take the umask's mode, not the source's.
+        shutil.copyfile(source_dir / MODEL_FILE, staging / MODEL_FILE)
         graph_entries = task.postprocess_bundle_graph(staging / MODEL_FILE)
-        shutil.copy2(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+        shutil.copyfile(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
         section = task.bundle_section(stage, source_dir, staging) | graph_entries
         if config.ort_format:
             _convert_to_ort(staging)
@@ -177,10 +178,10 @@ def _convert_to_ort(staging: Path) -> None:
         ort_files = sorted(scratch_dir.glob("*.ort"))
         if not ort_files:
             raise EdgetuneError("ONNX Runtime's ORT converter produced no .ort file")
-        shutil.copy2(ort_files[0], staging / "model.ort")
+        shutil.copyfile(ort_files[0], staging / "model.ort")
         configs = sorted(scratch_dir.glob("*required_operators*.config"))
         if configs:
-            shutil.copy2(configs[0], staging / "required_operators.config")
+            shutil.copyfile(configs[0], staging / "required_operators.config")
 
 
 def _write_zip(staging: Path, zip_path: Path, folder: str) -> None:
