@@ -76,11 +76,11 @@ def _remove_abandoned_staging(destination: Path) -> None:
     prefix = f".{destination.name}.tmp-"
     for path in destination.parent.glob(glob.escape(prefix) + "*"):
         pid = path.name[len(prefix):].split("-")[0]
-        if path.is_dir() and pid.isdigit() and not _process_exists(int(pid)):
+        if path.is_dir() and pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

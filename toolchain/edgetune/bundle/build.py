@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from edgetune.atomic import atomic_directory
 from edgetune.bundle.card import model_card
 from edgetune.bundle.config import BundleConfig
 from edgetune.bundle.special_tokens import TOKENIZER_FILE
+from edgetune.bundle.zip_path import check_bundle_output, zip_path_for
 from edgetune.errors import EdgetuneError
 from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
 from edgetune.export.heldout import RecordedData, heldout_texts
+from edgetune.scratch import scratch_directory
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
 from edgetune.tasks import Task
 from edgetune_runtime.atomic_write import atomic_path
@@ -48,10 +52,13 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
                                      "not an `edgetune export` or `edgetune quantize` output")
     if not (source_dir / TOKENIZER_FILE).is_file():
         raise EdgetuneError(f"{source_dir}: no {TOKENIZER_FILE}; only fast (Rust) tokenizers can ship in a bundle")
-    zip_path = output_dir.with_suffix(".zip") if config.zip else None
-    if not force and ((zip_path and zip_path.exists()) or output_dir.exists()):
-        raise EdgetuneError(f"{zip_path if zip_path and zip_path.exists() else output_dir} already exists; "
-                            "choose another output path or pass --force to replace it")
+    check_bundle_output(output_dir)
+    zip_path = zip_path_for(output_dir)
+    # A zip beside the output belongs to the bundle there: without --force it is refused like the directory,
+    # with --force it is replaced (with --zip) or removed (without), never left to disagree with the new bundle.
+    for existing in (output_dir, zip_path):
+        if existing.exists() and not force:
+            raise EdgetuneError(f"{existing} already exists; choose another output path or pass --force to replace it")
 
     heldout = heldout_texts(config.validation, RecordedData(stage["source"].get("data"), source_dir), "validation",
                             "--validation", text_column=config.text_column, label_column=config.label_column,
@@ -59,10 +66,12 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
     golden_texts = task.golden_texts(heldout, config.golden_examples)
     variants = _variants_table(source_dir)
 
-    with atomic_directory(output_dir, overwrite=force) as staging:
-        shutil.copy2(source_dir / MODEL_FILE, staging / MODEL_FILE)
+    with _set_aside_on_success(None if config.zip else zip_path) as set_aside, \
+            atomic_directory(output_dir, overwrite=force) as staging:
+        # copyfile, not copy2: the bundle's files take the umask's mode, not the source's.
+        shutil.copyfile(source_dir / MODEL_FILE, staging / MODEL_FILE)
         graph_entries = task.postprocess_bundle_graph(staging / MODEL_FILE)
-        shutil.copy2(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+        shutil.copyfile(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
         section = task.bundle_section(stage, source_dir, staging) | graph_entries
         if config.ort_format:
             _convert_to_ort(staging)
@@ -75,9 +84,34 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
         manifest = manifest.sealed()
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
-        if zip_path is not None:
+        if config.zip:
             _write_zip(staging, zip_path, output_dir.name)
-    return BundleResult(output_dir, zip_path, manifest)
+        else:
+            set_aside()  # last, so that a failure above leaves the previous bundle and its zip together
+    return BundleResult(output_dir, zip_path if config.zip else None, manifest)
+
+
+@contextlib.contextmanager
+def _set_aside_on_success(path: Path | None) -> Iterator[Callable[[], None]]:
+    """Yield a function that moves `path` aside; it is deleted when the block succeeds, put back when it fails.
+
+    The previous bundle's zip must go with the previous directory: it is moved aside just before the
+    directory swap and restored if the swap does not happen.
+    """
+    aside = path.with_name(f".{path.name}.old-{os.getpid()}") if path is not None else None
+
+    def set_aside() -> None:
+        if path is not None and path.exists():
+            path.replace(aside)
+
+    try:
+        yield set_aside
+    except BaseException:
+        if aside is not None and aside.exists() and not path.exists():
+            aside.replace(path)
+        raise
+    if aside is not None:
+        aside.unlink(missing_ok=True)
 
 
 def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging: Path,
@@ -133,8 +167,7 @@ def _variants_table(source_dir: Path) -> dict | None:
 
 def _convert_to_ort(staging: Path) -> None:
     """ONNX Runtime's own converter: model.ort plus the operator list for a minimal build."""
-    with tempfile.TemporaryDirectory(prefix="edgetune-ort-") as scratch:
-        scratch_dir = Path(scratch)
+    with scratch_directory("ort") as scratch_dir:
         shutil.copy2(staging / MODEL_FILE, scratch_dir / MODEL_FILE)
         result = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort",
                                  str(scratch_dir / MODEL_FILE), "--output_dir", str(scratch_dir)],
@@ -145,10 +178,10 @@ def _convert_to_ort(staging: Path) -> None:
         ort_files = sorted(scratch_dir.glob("*.ort"))
         if not ort_files:
             raise EdgetuneError("ONNX Runtime's ORT converter produced no .ort file")
-        shutil.copy2(ort_files[0], staging / "model.ort")
+        shutil.copyfile(ort_files[0], staging / "model.ort")
         configs = sorted(scratch_dir.glob("*required_operators*.config"))
         if configs:
-            shutil.copy2(configs[0], staging / "required_operators.config")
+            shutil.copyfile(configs[0], staging / "required_operators.config")
 
 
 def _write_zip(staging: Path, zip_path: Path, folder: str) -> None:

@@ -19,7 +19,8 @@ class BundleConfig:
     ort_format: bool = setting(False, aliases=("--ort",),
                                help="Also write model.ort and required_operators.config for ONNX Runtime "
                                     "mobile/minimal builds.")
-    zip: bool = setting(False, help="Also write the bundle as one .zip beside the directory.")
+    zip: bool = setting(False, help="Also write the bundle as one archive, OUTPUT with .zip appended, beside "
+                                        "the directory (OUTPUT itself must not end in .zip).")
     validation: str | None = setting(
         None, help="Labelled texts the golden examples are drawn from (CSV/TSV/JSONL/Parquet). Default: the "
                    "validation split the model was trained with.")

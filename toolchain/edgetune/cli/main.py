@@ -15,14 +15,22 @@ class _UserErrorsAsOneLine(click.Group):
     """Turns user mistakes into one `error:` line and exit code 2; real bugs keep their traceback."""
 
     def invoke(self, ctx: click.Context):
+        from edgetune.interrupts import raise_if_terminated, termination_as_interrupt
+
         try:
-            return super().invoke(ctx)
+            # SIGTERM/SIGHUP unwind like Ctrl-C, so staging and scratch directories are removed on the way out.
+            with termination_as_interrupt():
+                try:
+                    return super().invoke(ctx)
+                except Exception:
+                    raise_if_terminated()  # a signal that surfaced as another exception is still an interrupt
+                    raise
         except EdgetuneError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             click.echo("interrupted: nothing was written to the output path", err=True)
-            sys.exit(130)
+            sys.exit(128 + getattr(interrupt, "signal_number", 2))  # the shell's convention: 128 + signal
         except Exception as error:
             # A full disk, a quota, a file-size limit or an unusable path is the user's to fix,
             # even when a library wrapped it.

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numbers
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import numpy
 import pandas
 
 from edgetune.data.config import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES, DataConfig
-from edgetune.data.read import is_table_path, read_table
+from edgetune.data.read import is_table_path, stream_table
 from edgetune.data.splits import stratified_holdout
 from edgetune.errors import DataError
 from edgetune_runtime.errors import InputError
@@ -165,34 +167,52 @@ def _distinct_reprs(first: str, second: str) -> tuple[str, str]:
     return (repr(first), repr(second)) if repr(first) != repr(second) else (ascii(first), ascii(second))
 
 
-def _pick_column(frame: pandas.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str,
+def _pick_column(frame: pandas.DataFrame | list[str], wanted: str | None, candidates: tuple[str, ...], role: str,
                  source: str) -> str:
     # The runtime's rule and message, so a file that trains a model is read the same way on the device.
+    columns = frame if isinstance(frame, list) else [str(column) for column in frame.columns]
     try:
-        return pick_column([str(column) for column in frame.columns], wanted, candidates, role, source)
+        return pick_column(columns, wanted, candidates, role, source)
     except InputError as error:
         raise DataError(str(error)) from None
 
 
 def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: DataConfig) -> TextSplit:
-    text_column = _pick_column(frame, config.text_column, TEXT_COLUMN_CANDIDATES, "text", source)
-    label_column = _pick_column(frame, config.label_column, LABEL_COLUMN_CANDIDATES, "label", source)
+    columns = [str(column) for column in frame.columns]
+    return _rows_to_split(columns, iter(dict(zip(columns, values, strict=True))
+                                        for values in frame.itertuples(index=False, name=None)), name, source, config)
+
+
+def _rows_to_split(columns: list[str], rows: Iterator[dict[str, object]], name: str, source: str,
+                   config: DataConfig) -> TextSplit:
+    """Check each row as it arrives (a bad row early fails before the rest of the file is read)."""
+    text_column = _pick_column(columns, config.text_column, TEXT_COLUMN_CANDIDATES, "text", source)
+    label_column = _pick_column(columns, config.label_column, LABEL_COLUMN_CANDIDATES, "label", source)
     texts, labels = [], []
     first_label: tuple[int, object, str] | None = None  # row, value and kind of the first label
-    for row, (text, label) in enumerate(zip(frame[text_column].tolist(), frame[label_column].tolist(),
-                                            strict=True), start=1):
+    for row, values in enumerate(rows, start=1):
+        text, label = values.get(text_column), values.get(label_column)
         where = f"{source}, row {row}"
         if not isinstance(text, str):
             raise DataError(f"{where}, column {text_column!r}: expected text, got {type(text).__name__} {text!r}")
-        if not text.strip():
-            raise DataError(f"{where}, column {text_column!r}: the text is empty; remove the row or fill it in")
+        if not _visible_form(text):
+            invisible = f" (only invisible characters: {_code_points(text)})" if text.strip() else ""
+            raise DataError(f"{where}, column {text_column!r}: the text is empty{invisible}; remove the row or fill "
+                            "it in")
         if len(text) > MAX_TEXT_CHARACTERS:
             raise DataError(f"{where}, column {text_column!r}: the text is {len(text):,} characters long "
                             f"(limit {MAX_TEXT_CHARACTERS:,}); an unclosed quote may have merged rows - check the "
                             "quoting, or shorten the text (a model reads only its first max_length tokens)")
-        if label is None or (isinstance(label, float) and label != label) or isinstance(label, (list, dict)):
+        if label is None or (isinstance(label, float) and label != label):
             raise DataError(f"{where}, column {label_column!r}: the label is missing or not a single value")
         kind = _label_kind(label)
+        if isinstance(label, (list, dict)) or (hasattr(label, "shape") and numpy.ndim(label) != 0):
+            raise DataError(f"{where}, column {label_column!r}: the label is missing or not a single value (found "
+                            f"{kind} {_preview(label)}); store one class name or number per row")
+        if kind not in ("text", "a number", "a boolean"):
+            # str() would turn b'x' into the label "b'x'", which looks like data.
+            raise DataError(f"{where}, column {label_column!r}: the label is {kind} ({_preview(label)}), not one "
+                            "text or number; store one class name or number per row in the label column")
         if first_label is None:
             first_label = (row, label, kind)
         elif kind != first_label[2]:
@@ -207,6 +227,17 @@ def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: Dat
         texts.append(text)
         labels.append(label)
     return TextSplit(name, source, texts, labels)
+
+
+def _code_points(text: str, shown: int = 4) -> str:
+    """`U+200B U+FEFF ...`: invisible characters named, since printing them shows nothing."""
+    points = [f"U+{ord(character):04X}" for character in text if not character.isspace()]
+    return " ".join(points[:shown]) + (" ..." if len(points) > shown else "")
+
+
+def _preview(value: object, characters: int = 40) -> str:
+    shown = repr(value.tolist() if hasattr(value, "tolist") else value)
+    return shown if len(shown) <= characters else shown[:characters] + "..."
 
 
 def _label_kind(label: object) -> str:
@@ -227,7 +258,8 @@ def pick_text_and_label(frame: pandas.DataFrame, source: str) -> tuple[list[str]
 
 
 def _read_split(path: str, name: str, config: DataConfig) -> TextSplit:
-    return _frame_to_split(read_table(path), name, path, config)
+    table = stream_table(path)
+    return _rows_to_split(table.columns, table.rows, name, path, config)
 
 
 def _file_split_or(path: str | None, name: str, config: DataConfig, fallback: TextSplit | None) -> TextSplit | None:

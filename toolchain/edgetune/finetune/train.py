@@ -9,6 +9,7 @@ metrics, curves, a data report and a manifest) and the checkpoint lifecycle arou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from edgetune.data.config import DataConfig
 from edgetune.data.load import LabelledData, load_labelled_data
 from edgetune.data.report import build_data_report, format_data_report
 from edgetune.errors import ConfigError, EdgetuneError
+from edgetune.exclusive import exclusive_use
 from edgetune.finetune.config import FinetuneConfig
 from edgetune.models.resolve import ResolvedModel, resolve_model
 from edgetune.stage_manifest import write_stage_manifest
@@ -124,11 +126,41 @@ def train_classifier(
     keep_checkpoints: bool = False,
     extra_callbacks: Sequence[object] = (),
 ) -> FinetuneResult:
-    """The training loop shared by fine-tuning and distillation; `hooks` says what differs."""
-    started = time.perf_counter()
+    """The training loop shared by fine-tuning and distillation; `hooks` says what differs.
+
+    One run at a time per output: a second run into the same `output_dir` would share the first one's
+    checkpoints and fail only at the end, so it is refused at once, naming the first run's process.
+    """
     output_dir = Path(output_dir)
-    work_dir = work_directory_for(output_dir)
     is_main_process = int(os.environ.get("RANK", "0")) == 0
+    # Under torchrun every rank runs this function for the same output: only the main one holds the lock.
+    lock = exclusive_use(output_lock_for(output_dir), str(output_dir), "pass another -o/--output") \
+        if is_main_process else contextlib.nullcontext()
+    with lock:
+        return _train_classifier_locked(data_config, config, output_dir, hooks, resume=resume, force=force,
+                                        keep_checkpoints=keep_checkpoints, extra_callbacks=extra_callbacks,
+                                        is_main_process=is_main_process)
+
+
+def output_lock_for(output_dir: Path) -> Path:
+    """The lock file of a training output, beside it like its work directory (which a run deletes)."""
+    return output_dir.parent / f".{output_dir.name}.lock"
+
+
+def _train_classifier_locked(
+    data_config: DataConfig,
+    config: FinetuneConfig,
+    output_dir: Path,
+    hooks: TrainingHooks,
+    *,
+    resume: bool,
+    force: bool,
+    keep_checkpoints: bool,
+    extra_callbacks: Sequence[object],
+    is_main_process: bool,
+) -> FinetuneResult:
+    started = time.perf_counter()
+    work_dir = work_directory_for(output_dir)
     if output_dir.exists() and not force:
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
 

