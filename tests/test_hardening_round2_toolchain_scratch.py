@@ -37,7 +37,9 @@ def test_a_signal_mid_quantisation_removes_the_scratch_directory(tmp_path, tiny_
     stderr = process.communicate(timeout=120)[1].decode()
     assert process.returncode == 128 + signal_number, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted: nothing was written" in stderr, stderr[-2000:]
-    assert list(scratch.iterdir()) == [], "scratch left in the temp dir"
+    # Only edgetune's own scratch counts: a library may leave a small file of its own in TMPDIR (one
+    # writes a 51-byte `.ses` session id there at import).
+    assert list(scratch.glob("edgetune-*")) == [], "scratch left in the temp dir"
     assert not destination.exists() and not list(tmp_path.glob(".int8.tmp-*"))
 
 
