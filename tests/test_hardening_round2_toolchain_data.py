@@ -102,3 +102,22 @@ def test_parquet_is_checked_batch_by_batch(tmp_path):
     table = stream_table(path)
     assert table.columns == ["text", "label"]
     assert next(table.rows) == {"text": "t", "label": "a"}  # one batch decoded, not the whole file
+
+
+def test_a_json_array_nested_thousands_deep_is_one_line(tmp_path):
+    # One document, so it cannot stream: its nesting is measured before json.loads recurses into it
+    # (main: RecursionError traceback).
+    path = tmp_path / "train.json"
+    path.write_text('[{"text": "I lost my card", "label": ' + "[" * 5000 + "]" * 5000 + "}]")
+    with pytest.raises(DataError, match="train.json: JSON nested 5002 levels deep"):
+        load_labelled_data(DataConfig(train=str(path)))
+
+
+def test_a_json_array_over_the_size_cap_is_refused_before_reading(tmp_path, monkeypatch):
+    import edgetune.data.read
+
+    path = tmp_path / "train.json"
+    path.write_text("[" + ",".join('{"text": "I lost my card", "label": "card"}' for _ in range(2000)) + "]")
+    monkeypatch.setattr(edgetune.data.read, "MAX_JSON_ARRAY_BYTES", 64 * 1024)  # the cap itself is 256 MiB
+    with pytest.raises(DataError, match=r"train.json: a JSON array of 0 MiB is over .*write one JSON object per line"):
+        load_labelled_data(DataConfig(train=str(path)))

@@ -120,10 +120,23 @@ def _holds_a_json_array(path: Path) -> bool:
     return False
 
 
+# A JSON array is one document: it cannot be checked row by row as it streams, so its size is capped
+# (Banking77's training split is 1.2 MB as JSON); larger data belongs in JSONL, which streams.
+MAX_JSON_ARRAY_BYTES = 256 * 2**20
+
+
 def _read_json_array(path: Path) -> pandas.DataFrame:
+    from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
+
+    size = path.stat().st_size
+    if size > MAX_JSON_ARRAY_BYTES:
+        raise DataError(f"{path}: a JSON array of {size / 2**20:.0f} MiB is over the {MAX_JSON_ARRAY_BYTES >> 20} MiB "
+                        "that edgetune reads as one document; write one JSON object per line (.jsonl), which streams")
     data = path.read_bytes()
     try:
-        records = json.loads(data.decode("utf-8-sig"))
+        records = loads_bounded(data.decode("utf-8-sig"), str(path))
+    except JSONTooDeep as error:
+        raise DataError(f"{error}; a data record is a flat JSON object of text and label") from None
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise DataError(f"{path}, line {line}: bytes {data[error.start:error.end]!r} are not valid UTF-8; "
