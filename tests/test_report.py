@@ -141,3 +141,10 @@ def test_one_plotter_sizes_markers_by_mb_and_sets_baselines_apart(tmp_path):
     table = format_table(rows)
     assert table.splitlines()[0].startswith("| name | runs on | variant | accuracy |")
     assert "| teacher | PyTorch | fp32 | 93.00% |" in table
+
+
+def test_a_deeply_nested_result_from_another_device_is_one_line(tmp_path):
+    path = tmp_path / "phone.json"
+    path.write_text('{"schema": "edgetune-runtime-bench", "runs": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(EdgetuneError, match=r"phone.json: not valid JSON \(.*nested 100001 levels deep"):
+        rows_from_bench(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +80,11 @@ def rows_from_bench(path: str | Path) -> list[ReportRow]:
     """One row per run of an `edgetune-runtime bench` result (any schema version up to this one's: version 1
     lacks per-class F1, which these rows do not show); a file that is not one raises `EdgetuneError`."""
     from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
+    from edgetune_runtime.json_limits import loads_bounded
 
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+    try:  # results come from other devices and people: nesting is bounded before json recurses into it
+        payload = loads_bounded(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         raise EdgetuneError(f"{path}: no such file") from None
     except (UnicodeDecodeError, ValueError) as error:
