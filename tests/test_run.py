@@ -51,7 +51,7 @@ stages:
     warmup: 2
     cold_starts: 0
 report:
-  latency_texts: 16
+  threads: 1
 """, encoding="utf-8")
     return path
 
