@@ -167,9 +167,10 @@ def _distinct_reprs(first: str, second: str) -> tuple[str, str]:
     return (repr(first), repr(second)) if repr(first) != repr(second) else (ascii(first), ascii(second))
 
 
-def _pick_column(frame: pandas.DataFrame | list[str], wanted: str | None, candidates: tuple[str, ...], role: str,
-                 source: str) -> str:
-    # The runtime's rule and message, so a file that trains a model is read the same way on the device.
+def pick_data_column(frame: pandas.DataFrame | list[str], wanted: str | None, candidates: tuple[str, ...], role: str,
+                     source: str) -> str:
+    """The column holding the text or label of `frame` (or of these column names): the runtime's rule and
+    message, as a DataError, so a file that trains a model is read the same way on the device."""
     columns = frame if isinstance(frame, list) else [str(column) for column in frame.columns]
     try:
         return pick_column(columns, wanted, candidates, role, source)
@@ -177,7 +178,8 @@ def _pick_column(frame: pandas.DataFrame | list[str], wanted: str | None, candid
         raise DataError(str(error)) from None
 
 
-def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: DataConfig) -> TextSplit:
+def frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: DataConfig) -> TextSplit:
+    """One split of a table already in memory (a hub dataset, held-out data), checked row by row."""
     columns = [str(column) for column in frame.columns]
     return _rows_to_split(columns, iter(dict(zip(columns, values, strict=True))
                                         for values in frame.itertuples(index=False, name=None)), name, source, config)
@@ -186,8 +188,8 @@ def _frame_to_split(frame: pandas.DataFrame, name: str, source: str, config: Dat
 def _rows_to_split(columns: list[str], rows: Iterator[dict[str, object]], name: str, source: str,
                    config: DataConfig) -> TextSplit:
     """Check each row as it arrives (a bad row early fails before the rest of the file is read)."""
-    text_column = _pick_column(columns, config.text_column, TEXT_COLUMN_CANDIDATES, "text", source)
-    label_column = _pick_column(columns, config.label_column, LABEL_COLUMN_CANDIDATES, "label", source)
+    text_column = pick_data_column(columns, config.text_column, TEXT_COLUMN_CANDIDATES, "text", source)
+    label_column = pick_data_column(columns, config.label_column, LABEL_COLUMN_CANDIDATES, "label", source)
     texts, labels = [], []
     first_label: tuple[int, object, str] | None = None  # row, value and kind of the first label
     for row, values in enumerate(rows, start=1):
@@ -250,7 +252,7 @@ def _label_kind(label: object) -> str:
 
 def pick_text_and_label(frame: pandas.DataFrame, source: str) -> tuple[list[str], list[str]]:
     """Texts and (possibly empty) labels of an arbitrary file, for checks that only need text."""
-    text_column = _pick_column(frame, None, TEXT_COLUMN_CANDIDATES, "text", source)
+    text_column = pick_data_column(frame, None, TEXT_COLUMN_CANDIDATES, "text", source)
     label_column = next((c for c in frame.columns if str(c).lower() in LABEL_COLUMN_CANDIDATES), None)
     texts = [str(text) for text in frame[text_column].tolist()]
     labels = [str(label) for label in frame[label_column].tolist()] if label_column is not None else [""] * len(texts)
@@ -317,7 +319,7 @@ def _load_hub_splits(config: DataConfig) -> dict[str, TextSplit]:
         feature = hub_split.features.get(label_column) if label_column else None
         if feature is not None and hasattr(feature, "int2str"):  # ClassLabel: store names, not ids
             frame[label_column] = [feature.int2str(int(value)) for value in frame[label_column]]
-        splits[split_name] = _frame_to_split(frame, split_name, f"{config.train}[{hub_name}]", config)
+        splits[split_name] = frame_to_split(frame, split_name, f"{config.train}[{hub_name}]", config)
     if "train" not in splits:
         raise DataError(f"{config.train}: the hub dataset has no 'train' split (it has {', '.join(dataset_dict)})")
     return splits

@@ -21,17 +21,17 @@ def read_heldout_file(path: str | Path, *, text_column: str | None = None, label
                       labels_required: bool = False) -> HeldOutText:
     """Texts (and labels, '' where the file has no label column) of a held-out data file."""
     # The same reader and column rules as fine-tuning data, so a file that trained a model checks it too.
-    from edgetune.data.load import _frame_to_split, _pick_column
+    from edgetune.data.load import frame_to_split, pick_data_column
     from edgetune.data.read import read_table
 
     source = str(path)
     frame = read_table(source)
     has_labels = label_column is not None or any(str(c).lower() in LABEL_COLUMN_CANDIDATES for c in frame.columns)
     if labels_required or has_labels:
-        split = _frame_to_split(frame, "held-out", source,
+        split = frame_to_split(frame, "held-out", source,
                                 DataConfig(train=source, text_column=text_column, label_column=label_column))
         return HeldOutText(split.texts, split.labels, source)
-    column = _pick_column(frame, text_column, TEXT_COLUMN_CANDIDATES, "text", source)
+    column = pick_data_column(frame, text_column, TEXT_COLUMN_CANDIDATES, "text", source)
     texts = [str(text) for text in frame[column].tolist()]
     return HeldOutText(texts, [""] * len(texts), source)
 
