@@ -3,6 +3,8 @@
 Two runs writing one output (a run directory, a fine-tuning output and its checkpoints) would share and
 overwrite each other's files and one would fail only at the end. An advisory `flock` on a lock file is
 released by the kernel when the holder exits however it dies, so a killed run never leaves a stale lock.
+Not `filelock`: it takes the same flock but cannot tell the second run who holds it, and the one-line
+refusal names the holder's pid, which this module writes into the file it locks.
 """
 
 from __future__ import annotations
