@@ -235,3 +235,27 @@ def test_check_lengths_refuses_truncates_or_drops_by_option():
         check_lengths(examples, counts, 320, "truncate", prompt_token_counts=[50, 60, 70, 330])
     with pytest.raises(DataError, match="on_overflow: 'cut' is not one of"):
         check_lengths(examples, counts, 320, "cut")
+
+
+def test_carve_keeps_rows_sharing_a_prompt_on_one_side(tmp_path):
+    rows = [{"instruction": f"question {i % 15}", "response": f"answer {i}"} for i in range(45)]
+    path = tmp_path / "d.csv"
+    pandas.DataFrame(rows).to_csv(path, index=False)
+    for seed in range(5):
+        data = _load(path, allow_duplicate_prompts=True, validation_fraction=0.2, split_seed=seed)
+        held = {example.prompt for example in data.validation.examples}
+        assert held and not held & {example.prompt for example in data.train.examples}
+        assert len(data.validation) == 3 * len(held)
+
+
+def test_messages_from_parquet_and_a_missing_prompt_cell(tmp_path):
+    rows = [_conversation(f"question {i}", f"answer {i}") for i in range(10)]
+    pandas.DataFrame(rows).to_parquet(tmp_path / "c.parquet")
+    data = _load(tmp_path / "c.parquet")
+    assert sorted(example.prompt for example in data.train.examples + data.validation.examples) == sorted(
+        f"question {i}" for i in range(10))
+    pandas.DataFrame([{"prompt": "p", "completion": "c"}, {"prompt": None, "completion": "c"}]).to_parquet(
+        tmp_path / "p.parquet")
+    with pytest.raises(DataError, match=r"p\.parquet, row 2, column 'prompt': expected the prompt as text, found "
+                                        r"nothing"):
+        _load(tmp_path / "p.parquet")

@@ -92,8 +92,17 @@ def load_chat_data(config: ChatDataConfig) -> ChatData:
 
 
 def _carve_validation(train: ChatSplit, config: ChatDataConfig, notes: list[str]) -> tuple[ChatSplit, ChatSplit]:
-    intents = [example.intent or "" for example in train.examples]
-    kept, held_out = stratified_holdout(intents, config.validation_fraction, config.split_seed)
+    # The carve draws prompts, not rows: rows sharing a prompt (allow_duplicate_prompts) stay on one side, so
+    # validation never scores a prompt the model trained on.
+    first_of_prompt: dict[str, int] = {}
+    group = [first_of_prompt.setdefault(_visible_form(example.prompt), index)
+             for index, example in enumerate(train.examples)]
+    leaders = sorted(first_of_prompt.values())
+    intents = [train.examples[index].intent or "" for index in leaders]
+    _, held_leaders = stratified_holdout(intents, config.validation_fraction, config.split_seed)
+    held_groups = {leaders[position] for position in held_leaders}
+    held_out = [index for index in range(len(train)) if group[index] in held_groups]
+    kept = [index for index in range(len(train)) if group[index] not in held_groups]
     if not kept or not held_out:
         raise DataError(f"{train.source}: too few rows to carve a validation split ({len(train)} rows); add rows "
                         "or pass --validation")
@@ -143,7 +152,8 @@ def _pair_columns(columns: list[str], config: ChatDataConfig, source: str) -> tu
 def _text(value: object, where: str, column: str, what: str) -> str:
     """`value` as a non-empty text; empty, whitespace-only or only-invisible text is refused."""
     if not isinstance(value, str):
-        found = "nothing" if value is None or value != value else f"{type(value).__name__} {value!r}"[:60]
+        missing = value is None or (isinstance(value, float) and value != value)  # NaN: an empty Parquet cell
+        found = "nothing" if missing else f"{type(value).__name__} {value!r}"[:60]
         raise DataError(f"{where}, column {column!r}: expected the {what} as text, found {found}; fill it in or "
                         "remove the row")
     if not _visible_form(value):
@@ -158,7 +168,9 @@ def _system_turn(config: ChatDataConfig) -> tuple[dict[str, str], ...]:
 
 def _intent(values: dict[str, object], intent_column: str | None) -> str | None:
     value = values.get(intent_column) if intent_column else None
-    return None if value is None or value != value else str(value).strip() or None
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value).strip() or None
 
 
 def _pairs(rows: Iterator[dict[str, object]], source: str, config: ChatDataConfig, prompt_column: str,
