@@ -259,3 +259,14 @@ def test_messages_from_parquet_and_a_missing_prompt_cell(tmp_path):
     with pytest.raises(DataError, match=r"p\.parquet, row 2, column 'prompt': expected the prompt as text, found "
                                         r"nothing"):
         _load(tmp_path / "p.parquet")
+
+
+@needs_bitext
+def test_full_bitext_holds_prompts_repeated_up_to_spacing(tmp_path):
+    # 'cancel order 732201349959' (row 118) and 'cancel order  732201349959' (row 137): one prompt to a reader.
+    with pytest.raises(DataError) as error:
+        _load(BITEXT)
+    assert str(error.value).startswith(f"{BITEXT}, row 137, column 'instruction': the same prompt as row 118")
+    data = _load(BITEXT, allow_duplicate_prompts=True)
+    assert len(data.train) + len(data.validation) == 4514
+    assert any("kept 6 rows" in note for note in data.notes)
