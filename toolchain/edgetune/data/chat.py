@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from edgetune.data.chat_config import ChatDataConfig
-from edgetune.data.load import _code_points, _visible_form, pick_data_column
+from edgetune.data.load import code_points, pick_data_column, visible_form
 from edgetune.data.read import stream_table
 from edgetune.data.splits import stratified_holdout
 from edgetune.errors import DataError
@@ -95,7 +95,7 @@ def _carve_validation(train: ChatSplit, config: ChatDataConfig, notes: list[str]
     # The carve draws prompts, not rows: rows sharing a prompt (allow_duplicate_prompts) stay on one side, so
     # validation never scores a prompt the model trained on.
     first_of_prompt: dict[str, int] = {}
-    group = [first_of_prompt.setdefault(_visible_form(example.prompt), index)
+    group = [first_of_prompt.setdefault(visible_form(example.prompt), index)
              for index, example in enumerate(train.examples)]
     leaders = sorted(first_of_prompt.values())
     intents = [train.examples[index].intent or "" for index in leaders]
@@ -156,8 +156,8 @@ def _text(value: object, where: str, column: str, what: str) -> str:
         found = "nothing" if missing else f"{type(value).__name__} {value!r}"[:60]
         raise DataError(f"{where}, column {column!r}: expected the {what} as text, found {found}; fill it in or "
                         "remove the row")
-    if not _visible_form(value):
-        invisible = f" (only invisible characters: {_code_points(value)})" if value.strip() else ""
+    if not visible_form(value):
+        invisible = f" (only invisible characters: {code_points(value)})" if value.strip() else ""
         raise DataError(f"{where}, column {column!r}: the {what} is empty{invisible}; fill it in or remove the row")
     return value
 
@@ -214,7 +214,7 @@ def _messages(raw: object, where: str) -> list[dict[str, str]]:
         if role == "system" and number != 1:
             raise DataError(f"{place}: a system turn after the first message; put the system turn first")
         content = message.get("content")
-        if not isinstance(content, str) or not _visible_form(content):
+        if not isinstance(content, str) or not visible_form(content):
             what = "missing" if content is None else "not text" if not isinstance(content, str) else "empty"
             raise DataError(f"{place}: the {role} content is {what}; fill it in or remove the turn")
         messages.append({"role": role, "content": content})
@@ -237,11 +237,11 @@ def _check_prompts(examples: Iterator[ChatExample], name: str, source: str, prom
     seen_earlier = {}
     for split in earlier:
         for example in split.examples:
-            seen_earlier.setdefault(_visible_form(example.prompt), (split, example.row))
+            seen_earlier.setdefault(visible_form(example.prompt), (split, example.row))
     first_row: dict[str, int] = {}
     duplicates = 0
     for example in examples:
-        key = _visible_form(example.prompt)
+        key = visible_form(example.prompt)
         where = f"{source}, row {example.row}, column {prompt_column!r}"
         if key in seen_earlier:
             split, row = seen_earlier[key]

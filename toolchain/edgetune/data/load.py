@@ -128,7 +128,7 @@ def _refuse_label_collisions(labels: list[str], source: str) -> None:
         first_row.setdefault(label, row)
     problems = (
         (_number_value, "are the same number written two ways", "write the label one way in every row"),
-        (_visible_form, "differ only by invisible characters (zero-width, byte-order mark, non-breaking or repeated "
+        (visible_form, "differ only by invisible characters (zero-width, byte-order mark, non-breaking or repeated "
          "spaces, Unicode composition)", "write the label the same way in every row (no zero-width characters, "
          "plain single spaces)"),
     )
@@ -155,9 +155,9 @@ def _number_value(label: str) -> Decimal | None:
         return None
 
 
-def _visible_form(label: str) -> str:
+def visible_form(text: str) -> str:
     """What a reader sees: composed characters, no format or control characters, single plain spaces."""
-    composed = unicodedata.normalize("NFC", label)
+    composed = unicodedata.normalize("NFC", text)
     visible = "".join(character for character in composed if unicodedata.category(character) not in ("Cf", "Cc"))
     return " ".join(visible.split())
 
@@ -197,8 +197,8 @@ def _rows_to_split(columns: list[str], rows: Iterator[dict[str, object]], name: 
         where = f"{source}, row {row}"
         if not isinstance(text, str):
             raise DataError(f"{where}, column {text_column!r}: expected text, got {type(text).__name__} {text!r}")
-        if not _visible_form(text):
-            invisible = f" (only invisible characters: {_code_points(text)})" if text.strip() else ""
+        if not visible_form(text):
+            invisible = f" (only invisible characters: {code_points(text)})" if text.strip() else ""
             raise DataError(f"{where}, column {text_column!r}: the text is empty{invisible}; remove the row or fill "
                             "it in")
         if len(text) > MAX_TEXT_CHARACTERS:
@@ -231,7 +231,7 @@ def _rows_to_split(columns: list[str], rows: Iterator[dict[str, object]], name: 
     return TextSplit(name, source, texts, labels)
 
 
-def _code_points(text: str, shown: int = 4) -> str:
+def code_points(text: str, shown: int = 4) -> str:
     """`U+200B U+FEFF ...`: invisible characters named, since printing them shows nothing."""
     points = [f"U+{ord(character):04X}" for character in text if not character.isspace()]
     return " ".join(points[:shown]) + (" ..." if len(points) > shown else "")
@@ -288,7 +288,7 @@ def _check_labels_known(split: TextSplit, known: set[str]) -> None:
 
 def _same_label_to_a_reader(first: str, second: str) -> bool:
     number = _number_value(first)
-    return (number is not None and number == _number_value(second)) or _visible_form(first) == _visible_form(second)
+    return (number is not None and number == _number_value(second)) or visible_form(first) == visible_form(second)
 
 
 def _is_integer(label: str) -> bool:
