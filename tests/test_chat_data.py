@@ -125,7 +125,7 @@ def test_undetectable_columns_refused(tmp_path):
     path = tmp_path / "d.csv"
     pandas.DataFrame([{"text": "x", "label": "y"}]).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"cannot tell which columns hold the prompt and the response; columns are "
-                                        r"text, label - pass --prompt-column"):
+                                        r"text, label - set prompt_column and response_column"):
         _load(path)
 
 

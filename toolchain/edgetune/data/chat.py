@@ -142,7 +142,7 @@ def _pair_columns(columns: list[str], config: ChatDataConfig, source: str) -> tu
             if prompt in lowered and response in lowered:
                 return lowered[prompt], lowered[response]
         raise DataError(f"{source}: cannot tell which columns hold the prompt and the response; columns are "
-                        f"{', '.join(columns)} - pass --prompt-column and --response-column, or write JSONL with a "
+                        f"{', '.join(columns)} - set prompt_column and response_column, or write JSONL with a "
                         f"{MESSAGES_COLUMN!r} list per row")
     prompt = pick_data_column(columns, config.prompt_column, PROMPT_COLUMN_CANDIDATES, "prompt", source)
     response = pick_data_column(columns, config.response_column, RESPONSE_COLUMN_CANDIDATES, "response", source)
