@@ -2,7 +2,7 @@
 
 - Texts are cut by characters before the tokenizer (`text_clip.py`), with a bound that cannot change
   the kept tokens: checked against the tokenizer run on the whole text, on texts built to defeat a
-  fixed bound (whitespace and zero-width floods, giant words), and measured in a real process.
+  fixed bound (whitespace and zero-width floods, giant words); the hard cap holds whatever the text.
 - `predict --input` and `bench --data` read CR-only files, stream lines, and refuse a line too long
   to hold (naming it) instead of aborting in the tokenizer.
 - A real file-size limit (RLIMIT_FSIZE, as a full disk) while writing `predict -o` or `bench -o` is one

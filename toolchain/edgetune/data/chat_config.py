@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgetune.configuration import setting
+from edgetune.data.config import check_validation_fraction
 from edgetune.errors import ConfigError
 
 
@@ -34,7 +35,6 @@ class ChatDataConfig:
     def __post_init__(self) -> None:
         if not self.train or not str(self.train).strip():
             raise ConfigError("train: a training data path is required")
-        if not 0.0 < self.validation_fraction < 0.5:
-            raise ConfigError(f"validation_fraction: {self.validation_fraction} is outside (0, 0.5); 0.1 is typical")
+        check_validation_fraction(self.validation_fraction)
         if self.system_prompt is not None and not self.system_prompt.strip():
             raise ConfigError("system_prompt: is empty; leave it out, or write the system instruction")

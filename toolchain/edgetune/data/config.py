@@ -14,6 +14,12 @@ from edgetune.errors import ConfigError
 from edgetune_runtime.texts_file import LABEL_COLUMN_CANDIDATES, TEXT_COLUMN_CANDIDATES  # noqa: F401
 
 
+def check_validation_fraction(fraction: float) -> None:
+    """The share carved from train for validation: one rule for classification, chat and recipe data."""
+    if not 0.0 < fraction < 0.5:
+        raise ConfigError(f"validation_fraction: {fraction} is outside (0, 0.5); 0.1 is typical")
+
+
 @dataclass
 class DataConfig:
     """A labelled text-classification dataset."""
@@ -34,10 +40,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.train or not str(self.train).strip():
             raise ConfigError("train: a training data path or hub id is required")
-        if not 0.0 < self.validation_fraction < 0.5:
-            raise ConfigError(
-                f"validation_fraction: {self.validation_fraction} is outside (0, 0.5); 0.1 is typical"
-            )
+        check_validation_fraction(self.validation_fraction)
 
     @classmethod
     def from_recorded(cls, recorded: Mapping[str, Any]) -> DataConfig:

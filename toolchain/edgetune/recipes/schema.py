@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetune.configuration import setting
+from edgetune.data.config import check_validation_fraction
 from edgetune.errors import ConfigError
 
 # Keys of a stage entry that belong to the recipe rather than to the stage's own config.
@@ -41,8 +42,7 @@ class RecipeData:
     def __post_init__(self) -> None:
         if not self.train and not self.hub:
             raise ConfigError("train: required key is missing (give a training file, a hub dataset id, or both)")
-        if not 0.0 < self.validation_fraction < 0.5:
-            raise ConfigError(f"validation_fraction: {self.validation_fraction} is outside (0, 0.5); 0.1 is typical")
+        check_validation_fraction(self.validation_fraction)
 
 
 @dataclass
