@@ -103,3 +103,14 @@ def tiny_export_dir(tmp_path_factory, tiny_finetuned_dir) -> Path:
     output = tmp_path_factory.mktemp("tiny_export") / "onnx"
     export_onnx(tiny_finetuned_dir, output, ExportConfig())
     return output
+
+
+BITEXT = SHARED_DATA / "bitext_support" / "customer_support.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_dir(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-64 Llama with SmolLM2's chat template and a BPE vocabulary trained on Bitext."""
+    from tiny_chat import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_chat") / "model", BITEXT)

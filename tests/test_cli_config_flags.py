@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # command -> (its config options, the flags that are not config fields: where output goes and how to treat it)
 STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[str]]] = {
     "finetune": (finetune_command, (DATA_OPTIONS, FINETUNE_OPTIONS),
-                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
+                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
     "distill": (distill_command, (DATA_OPTIONS, DISTILL_OPTIONS),
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
     "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help"}),

@@ -6,6 +6,7 @@ import click
 
 from edgetune.cli.config_options import ConfigOptions
 from edgetune.cli.data_options import DATA_OPTIONS
+from edgetune.cli.task_options import task_command
 from edgetune.finetune.config import FinetuneConfig
 
 FINETUNE_OPTIONS = ConfigOptions(FinetuneConfig)
@@ -22,13 +23,11 @@ def training_run_options(command):
     return command
 
 
-@click.command("finetune")
-@DATA_OPTIONS
+@task_command("finetune", {"text-classification": [DATA_OPTIONS, FINETUNE_OPTIONS]})
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory to write the fine-tuned model to (created atomically at the end).")
-@FINETUNE_OPTIONS
 @training_run_options
-def finetune_command(output: str, resume: bool, force: bool, keep_checkpoints: bool, **options) -> None:
+def finetune_command(task: str, output: str, resume: bool, force: bool, keep_checkpoints: bool, **options) -> None:
     """Fine-tune a pretrained transformer as a text classifier.
 
     Validates the data and prints its report first, then trains on CUDA when present (else CPU),

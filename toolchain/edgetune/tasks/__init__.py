@@ -45,8 +45,10 @@ def task_for_model_config(model_config: dict) -> Task | None:
 
 def _register_builtin_tasks() -> None:
     from edgetune.tasks.classification import ClassificationTask
+    from edgetune.tasks.text_generation import TextGenerationTask
 
     register_task(ClassificationTask())
+    register_task(TextGenerationTask())
 
 
 _register_builtin_tasks()
