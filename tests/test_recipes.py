@@ -192,4 +192,4 @@ def test_registry_cli_and_runner_agree():
         if spec.cli_function:  # the runner's function wraps the one the CLI calls
             assert imports.search(inspect.getsource(runner_function)), f"{spec.function} does not call {name}"
         assert len(inspect.signature(runner_function).parameters) >= 3, kind
-    assert "STAGES[" in inspect.getsource(load) and "STAGES[" in inspect.getsource(runner)
+    assert "stages_for(" in inspect.getsource(load) and "stages_for(" in inspect.getsource(runner)

@@ -16,7 +16,7 @@ from edgetune.configuration import config_to_dict
 from edgetune.recipes.code_imports import CodeRoot, SourceTree, imported_modules, source_digest
 from edgetune.recipes.data_source import ResolvedData
 from edgetune.recipes.schema import Recipe, RecipeStage
-from edgetune.recipes.stages import STAGES, config_value
+from edgetune.recipes.stages import config_value, stages_for
 from edgetune_runtime.hashing import sha256_file, sha256_json
 
 
@@ -24,13 +24,13 @@ def stage_keys(recipe: Recipe, data: ResolvedData) -> dict[str, str]:
     """Stage name -> hex key, in recipe order (upstream keys feed downstream ones)."""
     keys: dict[str, str] = {}
     for stage in recipe.stages.values():
-        keys[stage.name] = sha256_json(key_payload(stage, keys, data))
+        keys[stage.name] = sha256_json(key_payload(stage, keys, data, recipe.task))
     return keys
 
 
-def key_payload(stage: RecipeStage, upstream_keys: dict[str, str], data: ResolvedData) -> dict:
+def key_payload(stage: RecipeStage, upstream_keys: dict[str, str], data: ResolvedData, task: str) -> dict:
     """What goes into one stage's key (recorded beside its output, so a cache miss can be explained)."""
-    spec = STAGES[stage.kind]
+    spec = stages_for(task)[stage.kind]
     payload = {
         "stage": stage.kind,
         "config": config_to_dict(stage.config),
@@ -39,15 +39,15 @@ def key_payload(stage: RecipeStage, upstream_keys: dict[str, str], data: Resolve
         "data": data.fingerprint if spec.reads == "data" else None,
         "models": {field: model_fingerprint(str(config_value(stage.config, field)))
                    for field in spec.model_fields if config_value(stage.config, field) is not None},
-        "code": code_version(stage.kind),
+        "code": code_version(stage.kind, task),
     }
     return payload
 
 
 @cache  # once per process: the source does not change under a running pipeline
-def code_version(kind: str) -> str:
-    """edgetune's version and a hash of every project module the stage `kind` can run."""
-    return code_version_of(STAGES[kind].code_roots(), SourceTree.installed())
+def code_version(kind: str, task: str = "text-classification") -> str:
+    """edgetune's version and a hash of every project module the stage `kind` of `task` can run."""
+    return code_version_of(stages_for(task)[kind].code_roots(), SourceTree.installed())
 
 
 def code_version_of(roots: tuple[CodeRoot, ...], tree: SourceTree) -> str:

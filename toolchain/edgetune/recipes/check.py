@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetune.errors import ConfigError, ModelNotFoundError
-from edgetune.recipes.data_source import ResolvedData, resolve_data
+from edgetune.recipes.data_source import ResolvedData
 from edgetune.recipes.load import locate
 from edgetune.recipes.schema import Recipe
-from edgetune.recipes.stages import STAGES, config_value
+from edgetune.recipes.stages import config_value, stages_for
+from edgetune.recipes.tasks import recipe_task
 
 
 @dataclass
@@ -26,10 +27,10 @@ class RecipeCheck:
 def check_recipe(recipe: Recipe, *, check_hub: bool = True) -> RecipeCheck:
     """Resolve the data and every model the recipe names; errors name the file, line and key."""
     try:
-        data = resolve_data(recipe.data, check_hub=check_hub)
+        data = recipe_task(recipe.task).load("resolve_data")(recipe.data, check_hub=check_hub)
         notes = [f"data: {data.description}"]
         for stage in recipe.stages.values():
-            spec = STAGES[stage.kind]
+            spec = stages_for(recipe.task)[stage.kind]
             for field_name in spec.model_fields:
                 value = config_value(stage.config, field_name)
                 if value is None:

@@ -14,11 +14,12 @@ from typing import Any
 
 from edgetune.configuration import build_config
 from edgetune.errors import ConfigError
-from edgetune.recipes.schema import INPUT_KEY, STAGE_KEY, Recipe, RecipeData, RecipeStage, ReportSettings
-from edgetune.recipes.stages import STAGES
+from edgetune.recipes.schema import INPUT_KEY, STAGE_KEY, Recipe, RecipeStage, ReportSettings
+from edgetune.recipes.stages import StageSpec, stages_for
+from edgetune.recipes.tasks import RECIPE_TASKS, recipe_task
 from edgetune.recipes.yaml_limits import check_expansion, read_recipe_text
 
-TOP_LEVEL_KEYS = ("name", "description", "data", "stages", "report", "run_dir")
+TOP_LEVEL_KEYS = ("name", "description", "task", "data", "stages", "report", "run_dir")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # it names a directory
 
 
@@ -100,13 +101,23 @@ def recipe_from_mapping(raw: Any, source: Path | None = None) -> Recipe:
     run_dir = raw.get("run_dir")
     if run_dir is not None and not isinstance(run_dir, str):
         raise ConfigError(f"run_dir: expected a path, got {run_dir!r}")
+    task = _task(raw.get("task", "text-classification"))
     if raw.get("data") is None:
         raise ConfigError("data: required key is missing (the training data: `train:` file and/or `hub:` id)")
-    data = build_config(RecipeData, _mapping(raw["data"], "data"), "data")
+    data = build_config(recipe_task(task).load("data_class"), _mapping(raw["data"], "data"), "data")
     report = build_config(ReportSettings, _mapping(raw.get("report"), "report"), "report")
-    stages = _stages(raw.get("stages"))
-    return Recipe(name=name, description=description, data=data, stages=stages, report=report, source=source,
-                  run_dir=run_dir, raw=dict(raw))
+    stages = _stages(raw.get("stages"), stages_for(task))
+    return Recipe(name=name, description=description, data=data, stages=stages, report=report, task=task,
+                  source=source, run_dir=run_dir, raw=dict(raw))
+
+
+def _task(value: Any) -> str:
+    from edgetune.cli.task_options import TASK_ALIASES, canonical_task
+
+    names = sorted({*RECIPE_TASKS, *(alias for alias, task in TASK_ALIASES.items() if task in RECIPE_TASKS)})
+    if not isinstance(value, str) or canonical_task(value) not in RECIPE_TASKS:
+        raise ConfigError(f"task: {value!r} is not a task edgetune runs; use one of {', '.join(names)}")
+    return canonical_task(value)
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -117,11 +128,11 @@ def _mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
-def _stages(raw: Any) -> dict[str, RecipeStage]:
+def _stages(raw: Any, table: dict[str, StageSpec]) -> dict[str, RecipeStage]:
     entries = _mapping(raw, "stages")
     if not entries:
         raise ConfigError("stages: required key is missing or empty; list the stages to run, e.g. finetune, export")
-    known = ", ".join(STAGES)
+    known = ", ".join(table)
     stages: dict[str, RecipeStage] = {}
     for name, entry in entries.items():
         where = f"stages.{name}"
@@ -129,24 +140,25 @@ def _stages(raw: Any) -> dict[str, RecipeStage]:
             raise ConfigError(f"{where}: a stage name must be letters, digits, '-' or '_' (it names a directory)")
         settings = _mapping(entry, where)
         kind = settings.pop(STAGE_KEY, name)
-        spec = STAGES.get(kind)
+        spec = table.get(kind)
         if spec is None:
             target = f"{where}.{STAGE_KEY}" if kind != name else where
             raise ConfigError(f"{target}: unknown stage {kind!r}; stages are {known} "
                               f"(name the entry after one, or add `{STAGE_KEY}: <one of them>`)")
-        input_name = _input_of(name, spec, settings.pop(INPUT_KEY, None), stages, where)
+        input_name = _input_of(name, spec, settings.pop(INPUT_KEY, None), stages, where, table)
         references = {}
         for field_name, artifact in spec.reference_fields.items():
             value = settings.get(field_name)
             if isinstance(value, str) and value in stages:
-                _check_artifact(stages[value], artifact, f"{where}.{field_name}")
+                _check_artifact(stages[value], artifact, f"{where}.{field_name}", table)
                 references[field_name] = value
         config = build_config(spec.config_class, settings, where)
         stages[name] = RecipeStage(name, kind, input_name, config, references)
     return stages
 
 
-def _input_of(name: str, spec, given: Any, earlier: dict[str, RecipeStage], where: str) -> str | None:
+def _input_of(name: str, spec, given: Any, earlier: dict[str, RecipeStage], where: str,
+              table: dict[str, StageSpec]) -> str | None:
     if spec.reads == "data":
         if given is not None:
             raise ConfigError(f"{where}.{INPUT_KEY}: {spec.kind} reads the recipe's data, not another stage; "
@@ -154,7 +166,7 @@ def _input_of(name: str, spec, given: Any, earlier: dict[str, RecipeStage], wher
         return None
     if given is None:
         # The nearest earlier stage that makes what this one reads, so a straight pipeline needs no inputs.
-        candidates = [stage for stage in earlier.values() if STAGES[stage.kind].makes == spec.reads]
+        candidates = [stage for stage in earlier.values() if table[stage.kind].makes == spec.reads]
         if not candidates:
             raise ConfigError(f"{where}: {spec.kind} reads a {spec.reads} artifact and no earlier stage makes one; "
                               f"add a stage that does before it")
@@ -162,12 +174,12 @@ def _input_of(name: str, spec, given: Any, earlier: dict[str, RecipeStage], wher
     if not isinstance(given, str) or given not in earlier:
         names = ", ".join(earlier) or "none"
         raise ConfigError(f"{where}.{INPUT_KEY}: {given!r} is not an earlier stage (earlier stages: {names})")
-    _check_artifact(earlier[given], spec.reads, f"{where}.{INPUT_KEY}")
+    _check_artifact(earlier[given], spec.reads, f"{where}.{INPUT_KEY}", table)
     return given
 
 
-def _check_artifact(stage: RecipeStage, wanted: str, where: str) -> None:
-    makes = STAGES[stage.kind].makes
+def _check_artifact(stage: RecipeStage, wanted: str, where: str, table: dict[str, StageSpec]) -> None:
+    makes = table[stage.kind].makes
     if makes != wanted:
         raise ConfigError(f"{where}: stage {stage.name!r} ({stage.kind}) makes a {makes} artifact, "
                           f"but a {wanted} is needed here")

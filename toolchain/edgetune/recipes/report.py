@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgetune.recipes.pytorch_baseline import measure_pytorch_baseline
 from edgetune.recipes.schema import Recipe
-from edgetune.recipes.stages import STAGES
+from edgetune.recipes.stages import stages_for
 from edgetune.report.pareto import pareto_front
 from edgetune.report.plot import write_pareto_plot
 from edgetune.report.rows import ReportRow
@@ -51,7 +51,7 @@ def write_run_report(recipe: Recipe, result) -> list[Path]:
     baseline_per_class: dict[str, dict[str, float]] = {}
     if recipe.report.baselines:
         for name, stage in recipe.stages.items():
-            if STAGES[stage.kind].makes != "model":
+            if stages_for(recipe.task)[stage.kind].makes != "model":
                 continue
             cache = run_dir / "baselines" / f"{name}-{keys[name][:12]}.json"
             # On the texts the bench scored (its count honours the bench's `limit`), in one pass.
@@ -119,7 +119,7 @@ def _trained_ancestor(recipe: Recipe, name: str) -> str | None:
     stage = recipe.stages[name]
     while stage.input is not None:
         stage = recipe.stages[stage.input]
-    return stage.name if STAGES[stage.kind].makes == "model" else None
+    return stage.name if stages_for(recipe.task)[stage.kind].makes == "model" else None
 
 
 def _weights_mb(model_dir: Path) -> float:

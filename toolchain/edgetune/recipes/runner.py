@@ -36,7 +36,8 @@ from edgetune.interrupts import termination_as_interrupt
 from edgetune.recipes.cache_key import key_payload, stage_keys
 from edgetune.recipes.check import check_recipe
 from edgetune.recipes.schema import Recipe, RecipeStage
-from edgetune.recipes.stages import STAGES, StageCall
+from edgetune.recipes.stages import StageCall, stages_for
+from edgetune.recipes.tasks import recipe_task
 from edgetune_runtime.atomic_write import TEMPORARY_MARK, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, stop_after:
                 seconds = _run_stage(recipe, stage, output_dir, records, checked.data.config)
                 write_json_atomic(_stage_record_path(output_dir), {
                     "name": stage.name, "kind": stage.kind, "key": keys[stage.name],
-                    "key_payload": key_payload(stage, keys, checked.data), "seconds": round(seconds, 1),
+                    "key_payload": key_payload(stage, keys, checked.data, recipe.task), "seconds": round(seconds, 1),
                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
                 records.append(StageRecord(stage.name, stage.kind, keys[stage.name], output_dir, "ran", seconds))
                 log.info("[%d/%d] %s done in %.1f s", index, total, stage.name, seconds)
@@ -117,15 +118,13 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, stop_after:
                 log.info("stopped after %s as asked; run again to continue from the next stage", stage.name)
                 return RunResult(run_dir, records, complete=False)
         result = RunResult(run_dir, records, complete=True)
-        from edgetune.recipes.report import write_run_report
-
-        result.report_files = write_run_report(recipe, result)
+        result.report_files = recipe_task(recipe.task).load("write_report")(recipe, result)
         log.info("%s", format_summary(result, time.perf_counter() - started))
         return result
 
 
 def _run_stage(recipe: Recipe, stage: RecipeStage, output_dir: Path, done: list[StageRecord], data_config) -> float:
-    spec = STAGES[stage.kind]
+    spec = stages_for(recipe.task)[stage.kind]
     outputs = {record.name: record.output_dir for record in done}
     references = {field_name: outputs[name] for field_name, name in stage.references.items()}
     # A field that named an earlier stage now names that stage's output directory.

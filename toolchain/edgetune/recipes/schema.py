@@ -82,9 +82,12 @@ class Recipe:
 
     name: str
     description: str
-    data: RecipeData
+    data: Any
+    """The task's data settings: `RecipeData` for classification, the chat task's for chat."""
     stages: dict[str, RecipeStage]
     report: ReportSettings
+    task: str = "text-classification"
+    """The task every stage runs (the manifests' name); `task: chat` in the YAML."""
     source: Path | None = None
     """The YAML file it came from (None when built from a mapping)."""
     run_dir: str | None = None

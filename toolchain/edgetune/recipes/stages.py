@@ -111,6 +111,13 @@ STAGES: dict[str, StageSpec] = {
 }
 
 
+def stages_for(task: str) -> dict[str, StageSpec]:
+    """The stage kinds a recipe of `task` can use (`edgetune.recipes.tasks`)."""
+    from edgetune.recipes.tasks import recipe_task
+
+    return recipe_task(task).load("stages")
+
+
 def config_value(config: Any, dotted: str) -> Any:
     """The value of a (possibly nested, `student.model`) config field."""
     for name in dotted.split("."):
