@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from edgetune.configuration import config_to_dict
@@ -24,7 +25,8 @@ _OFFLINE_VALUES = ("1", "true", "yes", "on")
 class ResolvedData:
     """The data config the stages get, where it came from, and a fingerprint for cache keys."""
 
-    config: DataConfig
+    config: Any
+    """The task's data config the stages get (`DataConfig` for classification, `ChatDataConfig` for chat)."""
     origin: str
     """`files` or `hub`."""
     description: str
