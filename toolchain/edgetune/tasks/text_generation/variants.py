@@ -1,0 +1,34 @@
+"""The quantised variants of a chat model: how each is built, from the fine-tuned model or the fp32 graph.
+
+int4 variants are onnxruntime-genai builder runs (MatMulNBits, symmetric, int8 activations), built from
+the Hugging Face model the fp32 export came from; `int8` re-quantises the fp32 graph's MatMuls to 8-bit
+MatMulNBits with onnxruntime's quantiser (measured faster than `quantize_dynamic` on this graph: see
+`quantize_int8_matmuls`). Light: imported by the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ChatVariant:
+    name: str
+    description: str
+    kind: Literal["builder", "int8-matmul"]
+    builder_options: dict[str, object] = field(default_factory=dict)
+
+
+CHAT_VARIANTS: dict[str, ChatVariant] = {variant.name: variant for variant in (
+    ChatVariant("int4-block32", "builder int4, 32-weight blocks, int8 activations (accuracy level 4)", "builder",
+                {"int4_block_size": 32, "int4_accuracy_level": 4}),
+    ChatVariant("int4-block128", "builder int4, 128-weight blocks: smaller, usually worse (NOTES: 9.60 ppl vs 8.02)",
+                "builder", {"int4_block_size": 128, "int4_accuracy_level": 4}),
+    ChatVariant("int4-int8head", "builder int4 with the lm_head in int8 (int4_algo_config=rtn_last)", "builder",
+                {"int4_block_size": 32, "int4_accuracy_level": 4, "int4_algo_config": "rtn_last"}),
+    ChatVariant("int8", "every MatMul of the fp32 graph as 8-bit MatMulNBits (block 32, symmetric)", "int8-matmul"),
+)}
+
+DEFAULT_CHAT_VARIANTS = ("int4-block32", "int4-int8head", "int8")
+"""Block 128 lost quality everywhere it was measured (NOTES), so it is tried only when asked or with auto."""
