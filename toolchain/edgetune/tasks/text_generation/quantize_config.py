@@ -22,8 +22,9 @@ class ChatQuantizeConfig:
     max_quality_drop: float = setting(
         15.0, help="Quality budget: the largest allowed perplexity increase over fp32, in percent, on the held-out "
                    "reference answers (perplexity of int4 / fp32 - 1). A variant over it is never kept.")
-    keep: str | None = setting(None, help="Variant to write when not auto (it must be within the budget). Default: "
-                                          "the fastest decoder within the budget.")
+    keep: str | None = setting(None, help="Variant to write when not auto (built even if not among the variants; it "
+                                          "must be within the budget). Default: the fastest decoder within the "
+                                          "budget.")
     score_prompts: int = setting(16, help="Held-out conversations each variant's perplexity and agreement are "
                                           "measured on.")
     timing_prompts: int = setting(4, help="Held-out prompts every variant and fp32 decode in alternating turns.")
@@ -44,9 +45,11 @@ class ChatQuantizeConfig:
             raise ConfigError(f"variants: unknown variant {unknown[0]!r}; known: {', '.join(CHAT_VARIANTS)}")
         if not self.variants:
             raise ConfigError("variants: name at least one variant besides fp32")
-        if self.keep is not None and self.keep not in self.variants:
-            raise ConfigError(f"keep: {self.keep!r} is not among the variants built ({', '.join(self.variants)}); "
-                              "add it to variants")
+        if self.keep is not None:
+            if self.keep not in CHAT_VARIANTS:
+                raise ConfigError(f"keep: unknown variant {self.keep!r}; known: {', '.join(CHAT_VARIANTS)}")
+            # The variant to keep is always built, so `keep: int4-block128` alone is enough.
+            self.variants = tuple(dict.fromkeys((*self.variants, self.keep)))
         if self.max_quality_drop < 0:
             raise ConfigError(f"max_quality_drop: {self.max_quality_drop} must not be negative")
         for name in ("score_prompts", "timing_prompts", "timing_new_tokens", "threads"):
