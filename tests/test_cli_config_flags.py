@@ -25,6 +25,8 @@ from edgetune.cli.data_options import DATA_OPTIONS
 from edgetune.cli.distill_command import DISTILL_OPTIONS, distill_command
 from edgetune.cli.export_command import (
     BUNDLE_OPTIONS,
+    CHAT_EXPORT_OPTIONS,
+    CHAT_QUANTIZE_OPTIONS,
     EXPORT_OPTIONS,
     QUANTIZE_OPTIONS,
     bundle_command,
@@ -33,8 +35,9 @@ from edgetune.cli.export_command import (
 )
 from edgetune.cli.finetune_command import FINETUNE_OPTIONS, finetune_command
 from edgetune.cli.main import cli
+from edgetune.cli.task_options import canonical_task
 from edgetune.cli.report_command import REPORT_OPTIONS, report_command
-from edgetune.configuration import HELP
+from edgetune.configuration import HELP, build_config
 from edgetune.errors import ConfigError
 from edgetune.finetune.config import LoraSettings
 from edgetune.quantize.variants import DEFAULT_VARIANTS, PRESETS, VARIANTS
@@ -51,8 +54,11 @@ STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[st
                  {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
     "distill": (distill_command, (DATA_OPTIONS, DISTILL_OPTIONS),
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
-    "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help"}),
-    "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help"}),
+    "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
+    "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
+    # A command's flag set for another task: `--task` in the name picks it (`TaskCommand.params_for`).
+    "export --task chat": (export_command, (CHAT_EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
+    "quantize --task chat": (quantize_command, (CHAT_QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
     "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help"}),
     "report": (report_command, (REPORT_OPTIONS,), {"--output", "--force", "--help"}),
     "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help"}),
@@ -75,15 +81,16 @@ def _flag_of(key: str) -> str:
     return "--" + key.replace(".", "-").replace("_", "-")
 
 
-def _primary_flags(command: click.Command) -> dict[str, click.Option]:
+def _primary_flags(command: click.Command, name: str = "") -> dict[str, click.Option]:
+    params = command.params_for(canonical_task(name.split(" --task ")[1])) if " --task " in name else command.params
     return {next(opt for opt in param.opts if opt.startswith("--")): param
-            for param in command.params if isinstance(param, click.Option)}
+            for param in params if isinstance(param, click.Option)}
 
 
 @pytest.mark.parametrize("name", STAGE_COMMANDS)
 def test_every_field_has_its_flag_and_every_flag_is_a_field(name):
     command, configs, non_config = STAGE_COMMANDS[name]
-    flags = _primary_flags(command)
+    flags = _primary_flags(command, name)
     expected = {_flag_of(key) for options in configs for key in _field_keys(options.config_class)}
     missing = expected - set(flags)
     assert not missing, f"{name}: fields without a flag named after them: {sorted(missing)}"
@@ -217,6 +224,22 @@ def test_export_quantize_bundle_from_the_cli_equal_the_recipe(tmp_path, data_fil
     assert bundle == loaded.stages["bundle"].config and bundle.ort_format
 
 
+def test_chat_export_and_quantize_from_the_cli_equal_the_recipe_stage_config(tmp_path):
+    from edgetune.tasks.text_generation.stages import CHAT_EXPORT_STAGES
+
+    paths, chat = [str(tmp_path), "o"], ["--task", "chat"]
+    export = cli_config("export --task chat", [*paths, *chat, "--precision", "int4", "--int4-block-size", "64",
+                                               "--context-length", "512", "--parity-prompts", "4"])
+    assert export == build_config(CHAT_EXPORT_STAGES["export"].config_class,
+                                  {"precision": "int4", "int4_block_size": 64, "context_length": 512,
+                                   "parity_prompts": 4}, "export")
+    quantize = cli_config("quantize --task chat", [*paths, *chat, "--variant", "int8", "--variant", "int4-block32",
+                                                   "--max-quality-drop", "5", "--keep", "int8"])
+    assert quantize == build_config(CHAT_EXPORT_STAGES["quantize"].config_class,
+                                    {"variants": ["int8", "int4-block32"], "max_quality_drop": 5, "keep": "int8"},
+                                    "quantize")
+
+
 def test_report_from_the_cli_builds_its_config(tmp_path):
     config = cli_config("report", ["a.json", "-o", str(tmp_path), "--latency", "p90_ms", "--batch-size", "4"])
     assert (config.latency, config.batch_size, config.title) == ("p90_ms", 4, "Accuracy against batch-1 latency")
@@ -325,8 +348,10 @@ def _flags_in_source() -> dict[str, str]:
 
 
 def test_every_flag_named_in_the_source_exists():
+    # A task command's flags are those of every task it runs (`edgetune export --task chat --context-length`).
     options = {name for group in (cli, runtime_cli) for _, command in _all_commands(group)
-               for param in command.params if isinstance(param, click.Option)
+               for param in [*command.params, *(p for ps in getattr(command, "task_params", {}).values() for p in ps)]
+               if isinstance(param, click.Option)
                for name in param.opts + param.secondary_opts} | {"--help"}  # Click's own, on every command
     named = _flags_in_source()
     assert "--texts" in named and "--force" in named, "the scan finds flags in messages"
