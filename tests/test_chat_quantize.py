@@ -8,6 +8,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
+from test_chat_export import write_heldout_conversations
 
 from edgetune.cli.main import cli
 from edgetune.errors import ConfigError, EdgetuneError
@@ -24,7 +25,6 @@ from edgetune.tasks.text_generation.quantize import (
 from edgetune.tasks.text_generation.quantize_config import ChatQuantizeConfig
 from edgetune.tasks.text_generation.variants import CHAT_VARIANTS
 from edgetune_runtime.tasks.generation.decoder import Decoder
-from test_chat_export import write_heldout_conversations
 
 
 @pytest.fixture(scope="module")

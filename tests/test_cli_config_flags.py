@@ -35,8 +35,8 @@ from edgetune.cli.export_command import (
 )
 from edgetune.cli.finetune_command import FINETUNE_OPTIONS, finetune_command
 from edgetune.cli.main import cli
-from edgetune.cli.task_options import canonical_task
 from edgetune.cli.report_command import REPORT_OPTIONS, report_command
+from edgetune.cli.task_options import canonical_task
 from edgetune.configuration import HELP, build_config
 from edgetune.errors import ConfigError
 from edgetune.finetune.config import LoraSettings

@@ -179,9 +179,8 @@ def test_registry_cli_and_runner_agree():
     as the runner, and the runner builds and calls stages only through the registry."""
     from edgetune.cli.main import cli as edgetune_cli
     from edgetune.recipes import load, runner
-    from edgetune_runtime.cli import main as runtime_cli
-
     from edgetune.tasks.text_generation.stages import CHAT_EXPORT_STAGES
+    from edgetune_runtime.cli import main as runtime_cli
 
     programs = {"edgetune": edgetune_cli, "edgetune-runtime": runtime_cli}
     specs = [*STAGES.items(), *((f"chat {kind}", spec) for kind, spec in CHAT_EXPORT_STAGES.items())]

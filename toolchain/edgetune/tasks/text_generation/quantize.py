@@ -11,7 +11,6 @@ scorer may veto a variant by returning `scorer_veto: True`.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -81,14 +80,16 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
     timing_prompts = [c.prompt_ids for c in spread(conversations, config.timing_prompts)]
     longest = max(len(prompt) for prompt in timing_prompts) + config.timing_new_tokens
     if longest > context_length:
-        raise EdgetuneError(f"timing_new_tokens: {config.timing_new_tokens} tokens after a {longest - config.timing_new_tokens}"
-                            f"-token prompt pass the export's context of {context_length}; lower it")
+        prompt_tokens = longest - config.timing_new_tokens
+        raise EdgetuneError(f"timing_new_tokens: {config.timing_new_tokens} tokens after a {prompt_tokens}-token "
+                            f"prompt pass the export's context of {context_length}; lower it")
     scorers = dict(_VARIANT_SCORERS if scorers is None else scorers)
 
     fp32 = load_build(onnx_dir, config.threads)
     fp32_scores = teacher_forced_onnx(fp32, conversations)
     decoders = {"fp32": fp32}
-    rows = {"fp32": {"description": "the export (reference)", "size_mb": graph_size_mb(onnx_dir, fp32.layout.model_file),
+    rows = {"fp32": {"description": "the export (reference)",
+                     "size_mb": graph_size_mb(onnx_dir, fp32.layout.model_file),
                      "perplexity": round(fp32_scores.perplexity, 4), "agreement_with_fp32": 1.0,
                      **_extra_scores(scorers, "fp32", fp32, conversations, tokenizer)}}
     failures: dict[str, str] = {}
@@ -198,7 +199,8 @@ def _judge(row: dict, reference: dict, config: ChatQuantizeConfig, is_reference:
     row["agreement_drop_points"] = round(100 * (1 - row["agreement_with_fp32"]), 3)
     row["decode_speedup_vs_fp32"] = round(row["decode_tokens_per_s"] / reference["decode_tokens_per_s"], 3)
     # A registered scorer may have vetoed the variant already (its own `scorer_veto`).
-    row["within_budget"] = not row.get("scorer_veto", False) and row["perplexity_increase_pct"] <= config.max_quality_drop
+    row["within_budget"] = (not row.get("scorer_veto", False)
+                            and row["perplexity_increase_pct"] <= config.max_quality_drop)
     # A variant decoding slower than fp32 on this CPU is reported but never kept: it would only lose quality.
     row["slower_than_fp32"] = not is_reference and row["decode_tokens_per_s"] < reference["decode_tokens_per_s"]
 
@@ -209,8 +211,9 @@ def choose_variant(rows: dict[str, dict], config: ChatQuantizeConfig) -> str:
         if config.keep not in rows:
             raise EdgetuneError(f"keep: {config.keep} could not be built; see the failures above, or keep another")
         if not rows[config.keep]["within_budget"]:
-            raise EdgetuneError(f"keep: {config.keep} raises perplexity by {rows[config.keep]['perplexity_increase_pct']}%"
-                                f", over the {config.max_quality_drop}% budget; raise max_quality_drop or keep another")
+            increase = rows[config.keep]["perplexity_increase_pct"]
+            raise EdgetuneError(f"keep: {config.keep} raises perplexity by {increase}%, over the "
+                                f"{config.max_quality_drop}% budget; raise max_quality_drop or keep another")
         return config.keep
     eligible = [name for name, row in rows.items()
                 if name != "fp32" and row["within_budget"] and not row["slower_than_fp32"]]

@@ -28,7 +28,8 @@ CHAT_VARIANTS: dict[str, ChatVariant] = {variant.name: variant for variant in (
                 "builder", {"int4_block_size": 128, "int4_accuracy_level": 4}),
     ChatVariant("int4-int8head", "builder int4 with the lm_head in int8 (int4_algo_config=rtn_last)", "builder",
                 {"int4_block_size": 32, "int4_accuracy_level": 4, "int4_algo_config": "rtn_last"}),
-    ChatVariant("int8", "every MatMul of the fp32 graph in dynamic int8 (onnxruntime quantize_dynamic)", "dynamic-int8"),
+    ChatVariant("int8", "every MatMul of the fp32 graph in dynamic int8 (onnxruntime quantize_dynamic)",
+                "dynamic-int8"),
 )}
 
 DEFAULT_CHAT_VARIANTS = ("int4-block32", "int4-int8head", "int8")
