@@ -144,3 +144,17 @@ def test_export_help_of_a_chat_model_lists_the_chat_flags(tiny_chat_dir):
     classifier_help = CliRunner().invoke(cli, ["export", "--help"]).output
     assert "--max-abs-diff" in classifier_help
     assert not re.search(r"^\s+--context-length ", classifier_help.split("Options:")[1], re.MULTILINE)
+
+
+def test_a_failed_build_is_one_line_with_its_log(tiny_chat_dir, tmp_path):
+    from edgetune.tasks.text_generation.builder import run_model_builder
+
+    weightless = tmp_path / "weightless"
+    shutil.copytree(tiny_chat_dir, weightless)
+    (weightless / "model.safetensors").unlink()
+    (tmp_path / "build").mkdir()
+    with pytest.raises(EdgetuneError) as failure:
+        run_model_builder(weightless, tmp_path / "build", "fp32", {}, tmp_path / "cache", tmp_path / "builder.log")
+    message = str(failure.value)
+    assert "model builder failed" in message and "\n" not in message
+    assert str(tmp_path / "builder.log") in message and (tmp_path / "builder.log").stat().st_size > 0
