@@ -116,12 +116,13 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
         for name, timing in time_decoders(decoders, timing_prompts, config.timing_new_tokens).items():
             rows[name] |= timing
         judge_variants(rows, config)
+        # The table is shown before choosing, so a run that refuses still shows why.
+        log.info("\n%s", format_variant_table(rows, None))
         chosen = choose_variant(rows, config)
         report = {"chosen": chosen, "reason": _reason(rows[chosen], config), "variants": rows, "failed": failures,
                   "budget": f"perplexity increase over fp32 <= {config.max_quality_drop}%",
                   "scored_conversations": len(conversations), "timed_prompts": len(timing_prompts),
                   "config": config_to_dict(config)}
-        log.info("\n%s", format_variant_table(rows, chosen))
         with atomic_directory(output_dir, overwrite=force) as staging:
             copy_build(built[chosen], staging)
             write_json_atomic(staging / VARIANTS_REPORT, report)
@@ -158,23 +159,33 @@ def _build_variant(variant: ChatVariant, model_dir: Path, fp32_dir: Path, scratc
     destination.mkdir()
     copy_build(fp32_dir, destination)
     (destination / BUILDER_LOG).unlink(missing_ok=True)
-    quantize_int8_matmuls(fp32_dir, destination)
+    quantize_int8_matmuls(fp32_dir, destination, variant.kind)
     return destination
 
 
-def quantize_int8_matmuls(fp32_dir: Path, destination: Path, model_file: str = "model.onnx") -> None:
-    """Every MatMul with constant weights of the fp32 graph in dynamic int8 (`quantize_dynamic`, int8 weights).
+def quantize_int8_matmuls(fp32_dir: Path, destination: Path, kind: str, model_file: str = "model.onnx") -> None:
+    """Every MatMul with constant weights of the fp32 graph in int8: 8-bit MatMulNBits weights (block 32,
+    symmetric) for `matmul-nbits-int8`, onnxruntime's `quantize_dynamic` for `dynamic-int8`.
 
     The builder's fused ops (attention, normalisation) stay as they are; only MatMuls change, so the
     KV-cache inputs and outputs the runtime's `Decoder` drives are the fp32 graph's.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     for path in destination.glob(f"{model_file}*"):
         path.unlink()
-    quantize_dynamic(str(fp32_dir / model_file), str(destination / model_file), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul"], use_external_data_format=True,
-                     extra_options={"MatMulConstBOnly": True})
+    if kind == "matmul-nbits-int8":
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_dir / model_file)), bits=8, block_size=32,
+                                         is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",))
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(destination / model_file), use_external_data_format=True)
+    else:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32_dir / model_file), str(destination / model_file), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul"], use_external_data_format=True,
+                         extra_options={"MatMulConstBOnly": True})
     # onnx writes the external weights owner-only; the artifact is read by whoever runs it.
     for path in destination.glob(f"{model_file}*"):
         path.chmod(0o666 & ~current_umask())
