@@ -164,8 +164,11 @@ def _build_variant(variant: ChatVariant, model_dir: Path, fp32_dir: Path, scratc
 
 
 def quantize_int8_matmuls(fp32_dir: Path, destination: Path, kind: str, model_file: str = "model.onnx") -> None:
-    """Every MatMul with constant weights of the fp32 graph in int8: 8-bit MatMulNBits weights (block 32,
+    """Every MatMul with constant weights of the fp32 graph in int8: 8-bit MatMulNBits weights (block 128,
     symmetric) for `matmul-nbits-int8`, onnxruntime's `quantize_dynamic` for `dynamic-int8`.
+
+    Block 128 rather than 32 for 8 bits: on SmolLM2 it decoded 103 against 83 tokens/s (fp32 38) with the
+    same perplexity (7.27 against 7.28; fp32 7.24); 8-bit blocks lose little to their size, unlike int4's.
 
     The builder's fused ops (attention, normalisation) stay as they are; only MatMuls change, so the
     KV-cache inputs and outputs the runtime's `Decoder` drives are the fp32 graph's.
@@ -176,7 +179,7 @@ def quantize_int8_matmuls(fp32_dir: Path, destination: Path, kind: str, model_fi
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_dir / model_file)), bits=8, block_size=32,
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_dir / model_file)), bits=8, block_size=128,
                                          is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",))
         quantizer.process()
         quantizer.model.save_model_to_file(str(destination / model_file), use_external_data_format=True)

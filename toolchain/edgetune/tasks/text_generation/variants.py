@@ -2,11 +2,10 @@
 
 int4 variants are onnxruntime-genai builder runs (MatMulNBits, symmetric, int8 activations), built from
 the Hugging Face model the fp32 export came from. The int8 variants quantise the fp32 graph's MatMuls with
-onnxruntime's quantisers. Measured on SmolLM2-135M's builder graph (16 Bitext validation answers, 1 thread,
-side by side): 8-bit MatMulNBits weights kept perplexity at 7.28 against fp32's 7.24 (96.9% top-1 agreement)
-at 18.5 tokens/s (fp32 10.2); `quantize_dynamic` decoded faster, 27.3 tokens/s, but raised perplexity to 13.4
-(57.6% agreement; 11.7 per channel). Both are offered and the quality budget decides: `int8` is the
-MatMulNBits one. Light: imported by the config.
+onnxruntime's quantisers. On SmolLM2-135M's builder graph (16 Bitext validation answers; 1 thread, side by
+side), 8-bit MatMulNBits weights kept perplexity at 7.27 against fp32's 7.24 at 103 tokens/s (fp32 38);
+`quantize_dynamic` decoded faster, 121 tokens/s, but raised perplexity to 13.4 (11.7 per channel). Both are
+offered and the quality budget decides: `int8` is the MatMulNBits one. Light: imported by the config.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ CHAT_VARIANTS: dict[str, ChatVariant] = {variant.name: variant for variant in (
                 "builder", {"int4_block_size": 128, "int4_accuracy_level": 4}),
     ChatVariant("int4-int8head", "builder int4 with the lm_head in int8 (int4_algo_config=rtn_last)", "builder",
                 {"int4_block_size": 32, "int4_accuracy_level": 4, "int4_algo_config": "rtn_last"}),
-    ChatVariant("int8", "every MatMul of the fp32 graph as 8-bit MatMulNBits (block 32, symmetric, int8 activations)",
+    ChatVariant("int8", "every MatMul of the fp32 graph as 8-bit MatMulNBits (block 128, symmetric, int8 activations)",
                 "matmul-nbits-int8"),
     ChatVariant("int8-dynamic", "every MatMul of the fp32 graph in dynamic int8 (quantize_dynamic): faster than int8, "
                 "much worse perplexity on SmolLM2", "dynamic-int8"),
