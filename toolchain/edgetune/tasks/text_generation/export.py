@@ -79,7 +79,7 @@ def export_chat(model_dir: str | Path, output_dir: str | Path, config: ChatExpor
 
     with scratch_directory("chat-export") as scratch:
         fp32_dir = build_chat_graph(model_dir, scratch / "fp32", "fp32", {}, config.context_length, scratch / "cache")
-        decoder = load_build(fp32_dir)
+        decoder = load_build(fp32_dir, threads=0)  # nothing is timed here: every core scores
         parity = compare_greedy(model, decoder, conversations, config.parity_new_tokens, config.tie_tolerance,
                                 decoder.layout.eos_token_ids)
         fp32_scores = teacher_forced_onnx(decoder, conversations)
