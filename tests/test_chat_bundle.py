@@ -132,3 +132,14 @@ def test_bundle_settings_are_checked_before_any_work(tiny_chat_onnx_dir, tmp_pat
         build_bundle(tiny_chat_onnx_dir, tmp_path / "b", GenerationBundleConfig(context_length=4096))
     result = _edgetune("bundle", str(tiny_chat_onnx_dir), str(tmp_path / "c"), "--golden-prefix-tokens", "0")
     assert result.returncode == 2 and result.stderr == "error: --golden-prefix-tokens: 0 must be from 1 to 4096\n"
+
+
+def test_the_chat_flags_of_bundle_are_the_fields_of_its_config():
+    from edgetune.cli.export_command import bundle_command
+
+    params = bundle_command.params_for("text-generation")
+    flags = {next(opt for opt in param.opts if opt.startswith("--")) for param in params
+             if hasattr(param, "opts") and param.opts[0].startswith("-")}
+    fields = {"--" + field.replace("_", "-") for field in GenerationBundleConfig.__dataclass_fields__}
+    assert flags - {"--force", "--task", "--help"} == fields
+    assert {"--golden-prefix-tokens", "--max-new-tokens", "--context-length"} <= fields
