@@ -135,8 +135,8 @@ def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging:
         section=section,
         metrics={key: evaluation[key] for key in measured if key in evaluation}
         | ({"test": evaluation["test"]} if "test" in evaluation else {}) or (source.get("metrics") or {}),
-        tuned_for={"variant": (variant.get("name", "fp32") if isinstance(variant, dict) else variant or "fp32"), "execution_provider":
-                   "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
+        tuned_for={"variant": variant.get("name", "fp32") if isinstance(variant, dict) else variant or "fp32",
+                   "execution_provider": "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
                    "architecture": machine["architecture"], "isa_flags": machine["isa_flags"]},
         provenance={
             "base_model": source.get("base_model") or stage.get("base_model")

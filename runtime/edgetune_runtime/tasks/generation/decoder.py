@@ -134,7 +134,7 @@ class Decoder:
                  **cache.arrays}
         if self.layout.position_ids:
             feeds[self.layout.position_ids] = numpy.arange(cache.length, total, dtype=numpy.int64).reshape(1, -1)
-        results = dict(zip(self.output_names, self.session.run(None, feeds)))
+        results = dict(zip(self.output_names, self.session.run(None, feeds), strict=True))
         for layer in range(self.layout.layers):
             cache.arrays[self.layout.past_key % layer] = results[self.layout.present_key % layer]
             cache.arrays[self.layout.past_value % layer] = results[self.layout.present_value % layer]

@@ -67,7 +67,8 @@ def generate_file(bundle: GenerationBundle, input_path: str | Path, output_path:
     return GenerateFileResult(count, output_path)
 
 
-def _write(bundle: GenerationBundle, input_path: str | Path, rows: Iterator[tuple[int, object]], handle: TextIO, generation: dict) -> int:
+def _write(bundle: GenerationBundle, input_path: str | Path, rows: Iterator[tuple[int, object]], handle: TextIO,
+           generation: dict) -> int:
     count = 0
     for line, prompt in rows:
         try:

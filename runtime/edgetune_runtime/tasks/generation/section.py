@@ -81,7 +81,8 @@ class GenerationSection:
         stop_ids = section["stop_token_ids"]
         if not isinstance(stop_ids, list) or len(stop_ids) > MAX_STOP_TOKENS \
                 or not all(_is_int(token) and token >= 0 for token in stop_ids):
-            raise fail("stop_token_ids", f"should be a list of at most {MAX_STOP_TOKENS} token ids (whole numbers >= 0)")
+            raise fail("stop_token_ids", f"should be a list of at most {MAX_STOP_TOKENS} token ids "
+                                         "(whole numbers >= 0)")
         stop_strings = section.get("stop_strings", [])
         if not isinstance(stop_strings, list) or len(stop_strings) > MAX_STOP_STRINGS or not all(
                 isinstance(text, str) and 0 < len(text) <= MAX_STOP_STRING_CHARACTERS for text in stop_strings):

@@ -9,6 +9,8 @@ under a quality budget and bundled as `task: text-generation` for the runtime's 
 
 from __future__ import annotations
 
+import dataclasses
+
 from edgetune.tasks.task import Task
 
 TEXT_GENERATION = "text-generation"
@@ -30,8 +32,6 @@ class TextGenerationTask(Task):
         if isinstance(config, GenerationBundleConfig):
             return config
         # A plain BundleConfig (a classification recipe's, the Python API's default) keeps what it set.
-        import dataclasses
-
         return GenerationBundleConfig(**{item.name: getattr(config, item.name) for item in dataclasses.fields(config)})
 
     def golden_inputs(self, record: dict, source_dir, config) -> list:
@@ -51,9 +51,9 @@ class TextGenerationTask(Task):
 
     def card_summary(self, manifest: dict) -> str:
         section = manifest["generation"]
+        decoding = "greedy" if section["sampling"]["temperature"] == 0 else "sampled"
         return (f"A chat model: up to {section['max_new_tokens']} new tokens by default, context "
-                f"{section['context_length']} tokens, {'greedy' if section['sampling']['temperature'] == 0 else 'sampled'}"
-                " decoding by default.")
+                f"{section['context_length']} tokens, {decoding} decoding by default.")
 
     def card_measured(self, manifest: dict, variants: dict | None) -> list[str]:
         from edgetune.tasks.text_generation.bundle import card_measured

@@ -1,4 +1,4 @@
-"""Settings of `edgetune bundle` for a chat model (`--task chat`): the bundle's generation defaults and golden prompts."""
+"""Settings of `edgetune bundle` for a chat model (`--task chat`): generation defaults and golden prompts."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class GenerationBundleConfig(BundleConfig):
     golden_prefix_tokens: int = setting(
         8, help="How many greedy tokens of each golden prompt a device must reproduce exactly (twice as many are "
                 "recorded, to show where a device drifts); quantised kernels may flip a near-tie later on.")
-    max_new_tokens: int = setting(256, help="The bundle's default answer length in tokens (a call may ask for another).")
+    max_new_tokens: int = setting(256, help="The bundle's default answer length in tokens (a call may ask for more).")
     context_length: int | None = setting(
         None, help="Prompt plus answer tokens the bundle allows; it sizes the KV cache. Default: the ONNX "
                    "artifact's context (genai_config.json's model.context_length); at most that.")
