@@ -143,3 +143,22 @@ def test_the_chat_flags_of_bundle_are_the_fields_of_its_config():
     fields = {"--" + field.replace("_", "-") for field in GenerationBundleConfig.__dataclass_fields__}
     assert flags - {"--force", "--task", "--help"} == fields
     assert {"--golden-prefix-tokens", "--max-new-tokens", "--context-length"} <= fields
+
+
+def test_golden_prompts_come_from_a_validation_file_when_given(tiny_chat_onnx_dir, tmp_path):  # noqa: F811
+    import csv
+
+    conversations = tmp_path / "held_out.csv"
+    with open(conversations, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer", "topic"])
+        for index in range(12):
+            writer.writerow([f"question number {index} about topic {index % 3}", f"answer {index}", f"t{index % 3}"])
+    output = tmp_path / "bundle"
+    build_bundle(tiny_chat_onnx_dir, output, GenerationBundleConfig(
+        validation=str(conversations), label_column="topic", golden_examples=3, context_length=128, max_new_tokens=8))
+    golden = json.loads((output / "golden.json").read_text())
+    asked = [example["messages"][-1]["content"] for example in golden]
+    assert len(asked) == 3 and all(text.startswith("question number") for text in asked)
+    assert sorted(text[-1] for text in asked) == ["0", "1", "2"]  # one per topic
+    assert Bundle.load(output).verify().passed

@@ -1,8 +1,8 @@
 """An interactive chat in a terminal: answers stream as they are decoded, the conversation is kept.
 
 Commands: `/reset` forgets the conversation (the system prompt stays), `/system TEXT` sets the system
-prompt and starts over, `/quit` (or end of input) leaves. Ctrl-C while an answer streams stops that
-answer and keeps what was said. A conversation longer than the context keeps its system turn and
+prompt and starts over, `/quit` (or end of input, or Ctrl-C at the prompt) leaves. Ctrl-C while an
+answer streams stops that answer and keeps what was said. A conversation longer than the context keeps its system turn and
 its latest tokens (`truncate=True`), so a long chat goes on instead of failing.
 """
 
@@ -30,7 +30,10 @@ def run_chat(bundle: GenerationBundle, reader: TextIO, writer: TextIO, system: s
     while True:
         writer.write(PROMPT)
         writer.flush()
-        line = reader.readline()
+        try:
+            line = reader.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt leaves, as in a shell
+            line = ""
         if not line:  # end of input
             writer.write("\n")
             return answers

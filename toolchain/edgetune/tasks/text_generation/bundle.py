@@ -157,6 +157,8 @@ def golden_examples(runtime_bundle, prompts: list[GoldenPrompt]) -> list[dict]:
 def card_measured(manifest: dict, variants: dict[str, dict] | None) -> list[str]:
     """A quality-versus-speed table: one row per variant the quantize report measured, else this bundle's metrics."""
     this_variant = manifest["tuned_for"].get("variant", "fp32")
+    if not (isinstance(variants, dict) and all(isinstance(row, dict) for row in variants.values())):
+        variants = None  # a report of another shape: this bundle's own figures instead
     rows = variants or ({this_variant: manifest.get("metrics")} if manifest.get("metrics") else {})
     rows = {name: {key: value for key, value in (row or {}).items() if isinstance(value, int | float)
                    and not isinstance(value, bool)} for name, row in rows.items()}

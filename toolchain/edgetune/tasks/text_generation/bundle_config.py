@@ -11,10 +11,15 @@ from edgetune.errors import ConfigError
 
 @dataclass
 class GenerationBundleConfig(BundleConfig):
-    """What goes into a chat bundle besides the model: generation defaults and golden prompts.
+    """What goes into a chat bundle besides the model: generation defaults and golden prompts."""
 
-    `text_column`/`label_column` name the prompt and intent columns of a `validation` file.
-    """
+    validation: str | None = setting(
+        None, help="Conversations the golden prompts are drawn from (prompt/response columns or JSONL messages). "
+                   "Default: the validation split the model was fine-tuned with.")
+    text_column: str | None = setting(None, help="Column of validation holding the prompt; detected from common "
+                                                 "names when absent.")
+    label_column: str | None = setting(None, help="Column of validation holding the intent golden prompts are "
+                                                  "spread over; intent or category when absent.")
 
     golden_examples: int = setting(
         4, help="Held-out prompts shipped with the greedy tokens the model answers them with, so a device can "
