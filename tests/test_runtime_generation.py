@@ -349,3 +349,13 @@ def test_the_generation_runtime_imports_without_jinja_or_the_heavy_stack():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(RUNTIME)})
     assert result.returncode == 0, result.stderr
+
+
+def test_bench_refuses_a_generation_bundle_in_one_line(tiny_chat_bundle_dir, tmp_path):  # noqa: F811
+    data = tmp_path / "labelled.csv"
+    data.write_text("text,label\nhello,a\n")
+    result = _cli("bench", str(tiny_chat_bundle_dir), "--data", str(data), "--cold-starts", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tiny_chat_bundle_dir}: a 'text-generation' bundle is a GenerationBundle, not a "
+        "ClassificationBundle; it cannot run here (Bundle.load opens any task)"]
