@@ -162,3 +162,8 @@ def test_golden_prompts_come_from_a_validation_file_when_given(tiny_chat_onnx_di
     assert len(asked) == 3 and all(text.startswith("question number") for text in asked)
     assert sorted(text[-1] for text in asked) == ["0", "1", "2"]  # one per topic
     assert Bundle.load(output).verify().passed
+
+
+def test_ort_format_is_refused_for_chat_bundles():
+    with pytest.raises(ConfigError, match="ort_format: not supported for chat bundles"):
+        GenerationBundleConfig(ort_format=True)

@@ -42,9 +42,11 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
                  force: bool = False) -> BundleResult:
     """Write a bundle of `source_dir` to `output_dir`.
 
-    `source_dir` is an `edgetune export` or `edgetune quantize` output, or any ONNX export with
-    model.onnx, tokenizer.json and config.json (`optimum-cli export onnx`). Golden inputs come from
-    `config.validation`, else from the validation split recorded at fine-tuning.
+    `source_dir` is an `edgetune export` or `edgetune quantize` output (a classifier's, or a chat
+    model's with genai_config.json), or any ONNX export with model.onnx, tokenizer.json and
+    config.json (`optimum-cli export onnx`). The task's hooks (`edgetune.tasks`) add its files and
+    manifest section; `config` is converted to the task's own settings (`Task.bundle_config`).
+    Golden inputs come from `config.validation`, else from the validation split recorded at fine-tuning.
     """
     source_dir, output_dir = Path(source_dir), Path(output_dir)
     stage, task = read_onnx_artifact(source_dir, ("export", "quantize"),
@@ -164,7 +166,7 @@ def _write_golden(staging: Path, task: Task, manifest: dict, inputs: list) -> No
 
 def _variants_table(source_dir: Path) -> dict | None:
     report = source_dir / "quantize_report.json"
-    return json.loads(report.read_text())["variants"] if report.is_file() else None
+    return json.loads(report.read_text()).get("variants") if report.is_file() else None
 
 
 def _convert_to_ort(staging: Path) -> None:

@@ -1,9 +1,9 @@
 """An interactive chat in a terminal: answers stream as they are decoded, the conversation is kept.
 
-Commands: `/reset` forgets the conversation (the system prompt stays), `/system TEXT` sets the system
-prompt and starts over, `/quit` (or end of input, or Ctrl-C at the prompt) leaves. Ctrl-C while an
-answer streams stops that answer and keeps what was said. A conversation longer than the context keeps its system turn and
-its latest tokens (`truncate=True`), so a long chat goes on instead of failing.
+Commands: `/reset` forgets the conversation (the system prompt stays), `/system TEXT` sets the
+system prompt and starts over, `/quit` (or end of input, or Ctrl-C at the prompt) leaves. Ctrl-C
+while an answer streams stops that answer and keeps what was said. A conversation longer than the
+context keeps its system turn and its latest tokens (`truncate=True`), so a long chat goes on.
 """
 
 from __future__ import annotations

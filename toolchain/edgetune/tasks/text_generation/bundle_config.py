@@ -34,6 +34,9 @@ class GenerationBundleConfig(BundleConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ort_format:
+            raise ConfigError("ort_format: not supported for chat bundles yet (the decoder keeps its weights in "
+                              "model.onnx.data, which the ORT converter does not carry over); leave it off")
         if not 1 <= self.golden_prefix_tokens <= 4096:
             raise ConfigError(f"golden_prefix_tokens: {self.golden_prefix_tokens} must be from 1 to 4096")
         if self.max_new_tokens < 1:
