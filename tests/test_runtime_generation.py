@@ -359,3 +359,20 @@ def test_bench_refuses_a_generation_bundle_in_one_line(tiny_chat_bundle_dir, tmp
     assert result.stderr.strip().splitlines() == [
         f"error: {tiny_chat_bundle_dir}: a 'text-generation' bundle is a GenerationBundle, not a "
         "ClassificationBundle; it cannot run here (Bundle.load opens any task)"]
+
+
+def test_greedy_tokens_equal_onnxruntime_genai_generator_on_the_bundle(bundle):
+    # The reference decoder of the builder's graphs (a toolchain dependency, never the runtime's) runs the
+    # bundle's own files: its greedy tokens must be ours, token for token.
+    og = pytest.importorskip("onnxruntime_genai")
+    model = og.Model(str(bundle.directory))
+    for prompt in PROMPTS[:2]:
+        prompt_ids = bundle.prompt_ids(prompt, 20)
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(prompt_ids) + 20, do_sample=False)
+        generator = og.Generator(model, params)
+        generator.append_tokens(prompt_ids)
+        while not generator.is_done():
+            generator.generate_next_token()
+        reference = [int(token) for token in generator.get_sequence(0)][len(prompt_ids):]
+        assert bundle.generate(prompt, max_new_tokens=20).token_ids == reference
