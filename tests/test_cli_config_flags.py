@@ -53,7 +53,7 @@ STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[st
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
     "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help"}),
     "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help"}),
-    "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help"}),
+    "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
     "report": (report_command, (REPORT_OPTIONS,), {"--output", "--force", "--help"}),
     "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help"}),
 }
