@@ -28,6 +28,7 @@ from edgetune.cli.export_command import (
     CHAT_EXPORT_OPTIONS,
     CHAT_QUANTIZE_OPTIONS,
     EXPORT_OPTIONS,
+    GENERATION_BUNDLE_OPTIONS,
     QUANTIZE_OPTIONS,
     bundle_command,
     export_command,
@@ -56,10 +57,11 @@ STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[st
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
     "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
     "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
+    "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
     # A command's flag set for another task: `--task` in the name picks it (`TaskCommand.params_for`).
     "export --task chat": (export_command, (CHAT_EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
     "quantize --task chat": (quantize_command, (CHAT_QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
-    "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help"}),
+    "bundle --task chat": (bundle_command, (GENERATION_BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
     "report": (report_command, (REPORT_OPTIONS,), {"--output", "--force", "--help"}),
     "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help"}),
 }

@@ -116,7 +116,7 @@ def _newer_format(bundle: Path, tmp: Path) -> Path:
 
 
 def _unsupported_task(bundle: Path, tmp: Path) -> Path:
-    _write_manifest(bundle, _manifest(bundle) | {"task": "text-generation"})
+    _write_manifest(bundle, _manifest(bundle) | {"task": "speech-recognition"})
     return bundle
 
 
@@ -229,7 +229,7 @@ UNSAFE_BUNDLES = {
     "missing-file": (_tokenizer_deleted, ["tokenizer.json is listed in the manifest but missing"]),
     "newer-format-version": (_newer_format, ["bundle format 99 is newer than this runtime supports",
                                              "upgrade edgetune-runtime"]),
-    "unsupported-task": (_unsupported_task, ["task 'text-generation' is not supported"]),
+    "unsupported-task": (_unsupported_task, ["task 'speech-recognition' is not supported"]),
     "symlink-pointing-outside": (_symlink_outside, ["labels.json is a link or points outside the bundle"]),
     "listed-file-outside": (_listed_file_outside, ["../outside.txt is a link or points outside the bundle"]),
     "listed-absolute-path": (_listed_absolute_path, ["absolute.txt is a link or points outside the bundle"]),

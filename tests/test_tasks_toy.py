@@ -211,7 +211,7 @@ def test_an_artifact_of_an_unregistered_task_is_refused_in_one_line(tiny_export_
     for stage in (lambda: quantize(foreign, tmp_path / "q", QuantizeConfig(variants=("fp32",))),
                   lambda: build_bundle(foreign, tmp_path / "b", BundleConfig())):
         with pytest.raises(EdgetuneError, match="task 'speech-recognition' has no toolchain support "
-                                                "\\(registered: text-classification\\)") as error:
+                                                "\\(registered: text-classification, text-generation\\)") as error:
             stage()
         assert "\n" not in str(error.value)
     assert not (tmp_path / "q").exists() and not (tmp_path / "b").exists()
@@ -224,7 +224,7 @@ def test_unknown_task_names_are_one_line_errors():
 
 
 def test_the_toy_is_gone_once_its_test_ends():
-    assert edgetune.tasks.registered_tasks() == ("text-classification",)
+    assert edgetune.tasks.registered_tasks() == ("text-classification", "text-generation")
     assert TASK not in edgetune_runtime.tasks.registered_tasks()
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgetune_runtime import __version__
 from edgetune_runtime.atomic_write import write_json_atomic
-from edgetune_runtime.bundle import Bundle
+from edgetune_runtime.bundle import Bundle, ClassificationBundle
 from edgetune_runtime.cold_start import peak_rss_mb
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.errors import InputError
@@ -135,7 +135,8 @@ def bench(bundle_path: str | Path, config: BenchConfig, *, command: list[str] | 
     bundle_path = Path(bundle_path)
     previous_affinity = _pin(config.pin_cores) if config.pin_cores is not None else None
     try:
-        probe = Bundle.load(bundle_path, intra_op_threads=1, providers=config.providers)
+        # Labelled texts are classification's: a bundle of another task is refused in one line.
+        probe = ClassificationBundle.load(bundle_path, intra_op_threads=1, providers=config.providers)
         texts, labels = _labelled_texts(config, probe.labels)
         progress(f"{len(texts)} labelled texts from {config.data}")
         cold_start = _cold_start(bundle_path, texts[0], config, progress) if config.cold_starts else None

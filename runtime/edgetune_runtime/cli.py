@@ -1,4 +1,4 @@
-"""`edgetune-runtime`: the on-device command line: predict, verify, bench and device."""
+"""`edgetune-runtime`: the on-device command line: predict, generate, chat, verify, bench and device."""
 
 from __future__ import annotations
 
@@ -92,6 +92,95 @@ def predict(bundle_path: str, texts: tuple[str, ...], input_path: str | None, te
                                                        batch_size=batch_size), strict=True):
         click.echo(json.dumps({"text": text, "predictions": [
             {"label": p.label, "probability": round(p.probability, 6)} for p in predictions]}, ensure_ascii=False))
+
+
+def _generation_options(command):
+    """Answer length, sampling, stop strings and truncation: shared by generate and chat."""
+    for option in reversed((
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+                     help="Longest answer in tokens. Default: the bundle's."),
+        click.option("--temperature", type=click.FloatRange(min=0), default=None,
+                     help="0: greedy. Default: the bundle's sampling settings (greedy unless the model samples)."),
+        click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+                     help="Sample from the most probable tokens holding this much probability. Default: the bundle's."),
+        click.option("--top-k", type=click.IntRange(min=0), default=None,
+                     help="Sample from this many most probable tokens (0: all). Default: the bundle's."),
+        click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Above 1 discourages repeating tokens already in the conversation. Default: the bundle's."),
+        click.option("--seed", type=int, default=None, help="Seed for sampling, so a run can be repeated."),
+        click.option("--stop", "stop", multiple=True, metavar="TEXT",
+                     help="End the answer before this text (repeatable), besides the bundle's stop strings."),
+        click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="ONNX Runtime intra-op threads (0: one per physical core)."),
+    )):
+        command = option(command)
+    return _session_options(command)
+
+
+def _load_generation_bundle(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...]):
+    from edgetune_runtime.tasks.generation.bundle import GenerationBundle
+
+    # A bundle of another task is refused in one line, after its checks.
+    return GenerationBundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
+                                 providers=providers or None)
+
+
+def _generation_settings(options: dict) -> dict:
+    return {"max_new_tokens": options["max_new_tokens"], "temperature": options["temperature"],
+            "top_p": options["top_p"], "top_k": options["top_k"], "repetition_penalty": options["repetition_penalty"],
+            "seed": options["seed"], "stop": list(options["stop"]) or None}
+
+
+@main.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
+@click.argument("prompts", nargs=-1)
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              help="Answer every line of a JSONL file ({\"prompt\": ...} or {\"messages\": [...]}) or a .txt "
+                   "file (one prompt per line); streamed, constant memory.")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the JSON lines here (atomically) instead of to stdout.")
+@click.option("--truncate", is_flag=True,
+              help="Cut prompts too long for the context from the front (the system turn is kept) instead of refusing.")
+@_generation_options
+def generate(bundle_path: str, prompts: tuple[str, ...], input_path: str | None, output_path: str | None,
+             truncate: bool, threads: int, inter_op_threads: int, providers: tuple[str, ...], **options) -> None:
+    """Answer each PROMPT, or every row of --input, with a text-generation bundle: one JSON line each."""
+    from edgetune_runtime.errors import InputError
+
+    if bool(prompts) == bool(input_path):
+        raise InputError("give either PROMPT arguments or --input FILE (not both, not neither)")
+    if output_path and not input_path:
+        raise InputError("--output goes with --input FILE")
+    bundle = _load_generation_bundle(bundle_path, threads, inter_op_threads, providers)
+    settings = _generation_settings(options) | {"truncate": truncate}
+    if input_path:
+        from edgetune_runtime.tasks.generation.prompts_file import generate_file
+
+        result = generate_file(bundle, input_path, output_path, **settings)
+        if result.output is not None:
+            click.echo(f"{result.rows} prompts answered, written to {result.output}", err=True)
+        return
+    for prompt in prompts:
+        answer = bundle.generate(prompt, **settings)
+        click.echo(json.dumps({"prompt": prompt, "text": answer.text, "finish_reason": answer.finish_reason,
+                               "new_tokens": len(answer.token_ids), "first_token_ms": answer.first_token_ms,
+                               "decode_tokens_per_s": answer.decode_tokens_per_s}, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
+@click.option("--system", default=None, help="System prompt to start with. Default: the bundle's.")
+@_generation_options
+def chat(bundle_path: str, system: str | None, threads: int, inter_op_threads: int, providers: tuple[str, ...],
+         **options) -> None:
+    """Chat with a text-generation bundle in this terminal; answers stream as they are decoded.
+
+    /reset starts over, /system TEXT sets the system prompt, /quit (or Ctrl-D) leaves; Ctrl-C stops an answer.
+    """
+    from edgetune_runtime.tasks.generation.terminal_chat import run_chat
+
+    bundle = _load_generation_bundle(bundle_path, threads, inter_op_threads, providers)
+    run_chat(bundle, sys.stdin, sys.stdout, system, **_generation_settings(options))
 
 
 @main.command()

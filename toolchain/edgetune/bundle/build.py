@@ -20,7 +20,6 @@ from edgetune.bundle.special_tokens import TOKENIZER_FILE
 from edgetune.bundle.zip_path import check_bundle_output, zip_path_for
 from edgetune.errors import EdgetuneError
 from edgetune.export.artifact import MODEL_FILE, read_onnx_artifact
-from edgetune.export.heldout import RecordedData, heldout_texts
 from edgetune.scratch import scratch_directory
 from edgetune.stage_manifest import MANIFEST as STAGE_MANIFEST
 from edgetune.tasks import Task
@@ -43,9 +42,11 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
                  force: bool = False) -> BundleResult:
     """Write a bundle of `source_dir` to `output_dir`.
 
-    `source_dir` is an `edgetune export` or `edgetune quantize` output, or any ONNX export with
-    model.onnx, tokenizer.json and config.json (`optimum-cli export onnx`). Golden inputs come from
-    `config.validation`, else from the validation split recorded at fine-tuning.
+    `source_dir` is an `edgetune export` or `edgetune quantize` output (a classifier's, or a chat
+    model's with genai_config.json), or any ONNX export with model.onnx, tokenizer.json and
+    config.json (`optimum-cli export onnx`). The task's hooks (`edgetune.tasks`) add its files and
+    manifest section; `config` is converted to the task's own settings (`Task.bundle_config`).
+    Golden inputs come from `config.validation`, else from the validation split recorded at fine-tuning.
     """
     source_dir, output_dir = Path(source_dir), Path(output_dir)
     stage, task = read_onnx_artifact(source_dir, ("export", "quantize"),
@@ -60,10 +61,8 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
         if existing.exists() and not force:
             raise EdgetuneError(f"{existing} already exists; choose another output path or pass --force to replace it")
 
-    heldout = heldout_texts(config.validation, RecordedData(stage["source"].get("data"), source_dir), "validation",
-                            "--validation", text_column=config.text_column, label_column=config.label_column,
-                            labels_required=task.labels_required)
-    golden_texts = task.golden_texts(heldout, config.golden_examples)
+    config = task.bundle_config(config)
+    golden_inputs = task.golden_inputs(stage, source_dir, config)
     variants = _variants_table(source_dir)
 
     with _set_aside_on_success(None if config.zip else zip_path) as set_aside, \
@@ -72,14 +71,16 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
         shutil.copyfile(source_dir / MODEL_FILE, staging / MODEL_FILE)
         graph_entries = task.postprocess_bundle_graph(staging / MODEL_FILE)
         shutil.copyfile(source_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
-        section = task.bundle_section(stage, source_dir, staging) | graph_entries
+        section = task.bundle_files(stage, source_dir, staging, config) | graph_entries
         if config.ort_format:
             _convert_to_ort(staging)
         manifest = _manifest(stage, task, section, source_dir, staging, config)
-        _write_golden(staging, task, manifest.to_dict(), golden_texts)
+        _write_golden(staging, task, manifest.to_dict(), golden_inputs)
         manifest = manifest.replace(golden=GOLDEN_FILE)
-        (staging / "README.md").write_text(model_card(manifest.to_dict(), variants, task.card_summary(
-            manifest.to_dict())), encoding="utf-8")
+        card_manifest = manifest.to_dict()
+        (staging / "README.md").write_text(model_card(card_manifest, variants, task.card_summary(card_manifest),
+                                                      task.card_measured(card_manifest, variants),
+                                                      task.card_usage(card_manifest)), encoding="utf-8")
         manifest = manifest.replace(files={p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()})
         manifest = manifest.sealed()
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
@@ -121,7 +122,9 @@ def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging:
     machine = describe_machine()
     graph = graph_io(staging / MODEL_FILE)
     evaluation = stage.get("evaluation") or {}
-    source = stage["source"]
+    # A chat artifact names its model in `source_model` and keeps its data record and metrics at the top.
+    source = stage.get("source") or {"data": stage.get("data"), "metrics": stage.get("metrics")}
+    variant = stage.get("variant")
     measured = (*task.bench_metrics, "p50_ms", "p90_ms", "size_mb")
     return BundleManifest(
         task=task.name,
@@ -134,11 +137,12 @@ def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging:
         section=section,
         metrics={key: evaluation[key] for key in measured if key in evaluation}
         | ({"test": evaluation["test"]} if "test" in evaluation else {}) or (source.get("metrics") or {}),
-        tuned_for={"variant": stage.get("variant", {}).get("name", "fp32"), "execution_provider":
-                   "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
+        tuned_for={"variant": variant.get("name", "fp32") if isinstance(variant, dict) else variant or "fp32",
+                   "execution_provider": "CPUExecutionProvider", "cpu_model": machine["cpu_model"],
                    "architecture": machine["architecture"], "isa_flags": machine["isa_flags"]},
         provenance={
-            "base_model": source.get("base_model"),
+            "base_model": source.get("base_model") or stage.get("base_model")
+            or {"name": stage.get("source_model") or source.get("path")},
             "data_fingerprint": (source.get("data") or {}).get("fingerprint"),
             "source_manifest_sha256": sha256_file(source_dir / STAGE_MANIFEST)
             if (source_dir / STAGE_MANIFEST).is_file() else None,
@@ -151,18 +155,18 @@ def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging:
     )
 
 
-def _write_golden(staging: Path, task: Task, manifest: dict, texts: list[str]) -> None:
+def _write_golden(staging: Path, task: Task, manifest: dict, inputs: list) -> None:
     """Expected outputs computed by the runtime itself, with the class it runs this task's bundles with."""
     from edgetune_runtime.tasks import bundle_class
 
     runtime_bundle = bundle_class(task.name)(staging, manifest)
-    golden = task.golden_examples(runtime_bundle, texts)
+    golden = task.golden_examples(runtime_bundle, inputs)
     (staging / GOLDEN_FILE).write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _variants_table(source_dir: Path) -> dict | None:
     report = source_dir / "quantize_report.json"
-    return json.loads(report.read_text())["variants"] if report.is_file() else None
+    return json.loads(report.read_text()).get("variants") if report.is_file() else None
 
 
 def _convert_to_ort(staging: Path) -> None:

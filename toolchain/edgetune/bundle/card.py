@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 
-def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str) -> str:
-    """`summary` is the task's line on what the model outputs (`Task.card_summary`)."""
+def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str, measured: list[str] | None = None,
+               usage: list[str] | None = None) -> str:
+    """`summary` is the task's line on what the model outputs (`Task.card_summary`); `measured` and `usage`
+    replace the default "Measured" lines and Python example when the task gives its own."""
     metrics = manifest.get("metrics", {})
     provenance = manifest["provenance"]
     lines = [
@@ -16,7 +18,9 @@ def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str) -
         "## Measured",
         "",
     ]
-    if variants:
+    if measured is not None:
+        lines += measured
+    elif variants:
         lines += ["| variant | accuracy | macro-F1 | worst class ΔF1 (pt) | MB | p50 ms | p90 ms |",
                   "|---|---|---|---|---|---|---|"]
         for name, row in sorted(variants.items(), key=lambda item: item[1]["p50_ms"]):
@@ -42,7 +46,7 @@ def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str) -
         "```python",
         "from edgetune_runtime.bundle import Bundle",
         "bundle = Bundle.load('path/to/bundle')   # verifies every file's sha256",
-        "print(bundle.predict(['I lost my card'], top_k=3))",
+        *(usage or ["print(bundle.predict(['I lost my card'], top_k=3))"]),
         "assert bundle.verify().passed             # golden examples reproduce on this device",
         "```",
         "",

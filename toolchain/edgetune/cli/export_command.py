@@ -10,12 +10,14 @@ from edgetune.cli.task_options import task_command, task_of_input_dir
 from edgetune.export.config import ExportConfig
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.variants import PRESETS, VARIANTS
+from edgetune.tasks.text_generation.bundle_config import GenerationBundleConfig
 from edgetune.tasks.text_generation.export_config import ChatExportConfig
 from edgetune.tasks.text_generation.quantize_config import ChatQuantizeConfig
 
 EXPORT_OPTIONS = ConfigOptions(ExportConfig)
 QUANTIZE_OPTIONS = ConfigOptions(QuantizeConfig)
 BUNDLE_OPTIONS = ConfigOptions(BundleConfig)
+GENERATION_BUNDLE_OPTIONS = ConfigOptions(GenerationBundleConfig)
 CHAT_EXPORT_OPTIONS = ConfigOptions(ChatExportConfig)
 CHAT_QUANTIZE_OPTIONS = ConfigOptions(ChatQuantizeConfig)
 
@@ -135,18 +137,20 @@ def _quantize_chat(export_dir: str, output: str, force: bool, options: dict) -> 
 _QUANTIZERS = {"text-classification": _quantize_classifier, "text-generation": _quantize_chat}
 
 
-@click.command("bundle")
+@task_command("bundle", {"text-classification": [BUNDLE_OPTIONS], "text-generation": [GENERATION_BUNDLE_OPTIONS]},
+              infer_task=task_of_input_dir())
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("output", type=click.Path(file_okay=False))
-@BUNDLE_OPTIONS
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-def bundle_command(model_dir: str, output: str, force: bool, **options) -> None:
+def bundle_command(task: str, model_dir: str, output: str, force: bool, **options) -> None:
     """Write MODEL_DIR (from export or quantize) as a self-verifying on-device bundle in OUTPUT.
 
-    The bundle holds model.onnx, tokenizer.json, labels, golden examples with their expected
-    outputs, a README.md model card and a sealed manifest.json with every file's sha256.
+    The bundle holds the model, its tokenizer, the task's settings (labels; a chat model's chat
+    format and generation defaults), golden examples with their expected outputs, a README.md
+    model card and a sealed manifest.json with every file's sha256.
     """
     from edgetune.bundle.build import build_bundle
 
-    result = build_bundle(model_dir, output, BUNDLE_OPTIONS.build(options), force=force)
+    config_options = GENERATION_BUNDLE_OPTIONS if task == "text-generation" else BUNDLE_OPTIONS
+    result = build_bundle(model_dir, output, config_options.build(options), force=force)
     click.echo(f"bundle written to {result.directory}" + (f" and {result.zip_path}" if result.zip_path else ""))

@@ -114,6 +114,20 @@ class Task:
         raise self._unsupported("quantize")
 
     # bundle
+    def bundle_config(self, config):
+        """`config` (a `BundleConfig`) as this task's bundle settings; a task with flags of its own converts it."""
+        return config
+
+    def golden_inputs(self, record: dict, source_dir: Path, config) -> list:
+        """The inputs golden examples are computed on: held-out texts from `config.validation` or the
+        validation split the model recorded (`golden_texts` picks which)."""
+        from edgetune.export.heldout import RecordedData, heldout_texts
+
+        heldout = heldout_texts(config.validation, RecordedData(record["source"].get("data"), source_dir),
+                                "validation", "--validation", text_column=config.text_column,
+                                label_column=config.label_column, labels_required=self.labels_required)
+        return self.golden_texts(heldout, config.golden_examples)
+
     def golden_texts(self, heldout: HeldOutText, count: int) -> list[str]:
         return heldout.texts[:count]
 
@@ -125,6 +139,11 @@ class Task:
         """The manifest's task section; may write the files it names into `staging`."""
         raise self._unsupported("bundling")
 
+    def bundle_files(self, record: dict, source_dir: Path, staging: Path, config) -> dict:
+        """Write the task's files besides model.onnx and tokenizer.json into `staging` and return the
+        section; a task whose section depends on its bundle settings (`bundle_config`) overrides this."""
+        return self.bundle_section(record, source_dir, staging)
+
     def golden_examples(self, runtime_bundle, texts: list[str]) -> list[dict]:
         """Expected outputs, computed by the runtime's own bundle class on the staged files."""
         raise self._unsupported("bundling")
@@ -132,3 +151,11 @@ class Task:
     def card_summary(self, manifest: dict) -> str:
         """The model card's line about what the model outputs."""
         return f"Task: {self.name}."
+
+    def card_measured(self, manifest: dict, variants: dict[str, dict] | None) -> list[str] | None:
+        """The model card's "Measured" lines; None: the classifier's variants table or the metrics list."""
+        return None
+
+    def card_usage(self, manifest: dict) -> list[str] | None:
+        """The model card's Python example; None: `predict`."""
+        return None

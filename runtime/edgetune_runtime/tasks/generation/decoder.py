@@ -12,6 +12,7 @@ step through `Decoder`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +134,7 @@ class Decoder:
                  **cache.arrays}
         if self.layout.position_ids:
             feeds[self.layout.position_ids] = numpy.arange(cache.length, total, dtype=numpy.int64).reshape(1, -1)
-        results = dict(zip(self.output_names, self.session.run(None, feeds)))
+        results = dict(zip(self.output_names, self.session.run(None, feeds), strict=True))
         for layer in range(self.layout.layers):
             cache.arrays[self.layout.past_key % layer] = results[self.layout.present_key % layer]
             cache.arrays[self.layout.past_value % layer] = results[self.layout.present_value % layer]
@@ -144,16 +145,26 @@ class Decoder:
         """Logits at every position of `token_ids` from a fresh cache (teacher forcing, for scoring)."""
         return self.forward(token_ids, self.new_cache())
 
-    def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] | None = None) -> list[int]:
-        """Greedy continuation of `prompt_ids`, stopping after a stop token (included) or `max_new_tokens`."""
+    def tokens(self, prompt_ids: list[int], choose: Callable[[numpy.ndarray], int], max_new_tokens: int,
+               stop_ids: tuple[int, ...] | None = None) -> Iterator[int]:
+        """Yield each new token `choose(next-token logits)` picks, until a stop token (yielded) or `max_new_tokens`.
+
+        The one decode loop: greedy, sampling and the golden check differ only in `choose`. The cache is
+        this call's own, so concurrent calls on one session do not share state; closing the generator
+        stops decoding at once. Decoding also ends when the context is full.
+        """
         stop = set(self.layout.eos_token_ids if stop_ids is None else stop_ids)
+        if max_new_tokens <= 0:
+            return
         cache = self.new_cache()
         logits = self.forward(prompt_ids, cache)[-1]
-        generated: list[int] = []
-        while len(generated) < max_new_tokens:
-            token = int(numpy.argmax(logits))
-            generated.append(token)
-            if token in stop or cache.length >= self.layout.context_length:
-                break
+        for produced in range(1, max_new_tokens + 1):
+            token = int(choose(logits))
+            yield token
+            if token in stop or produced == max_new_tokens or cache.length >= self.layout.context_length:
+                return
             logits = self.forward([token], cache)[-1]
-        return generated
+
+    def greedy(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] | None = None) -> list[int]:
+        """Greedy continuation of `prompt_ids`, stopping after a stop token (included) or `max_new_tokens`."""
+        return list(self.tokens(prompt_ids, numpy.argmax, max_new_tokens, stop_ids))
