@@ -62,8 +62,8 @@ def test_fp32_export_passes_the_greedy_gate_and_writes_the_contract(chat_export,
     output = chat_export.output_dir
     manifest = read_stage_manifest(output)
     assert (manifest["stage"], manifest["task"], manifest["variant"]) == ("export", "text-generation", "fp32")
-    assert manifest["source_model"] == {"path": str(tiny_chat_dir.resolve()),
-                                        "manifest_sha256": manifest_sha256(tiny_chat_dir)}
+    assert manifest["source_model"] == str(tiny_chat_dir.resolve())
+    assert manifest["source_model_manifest_sha256"] == manifest_sha256(tiny_chat_dir)
     assert manifest["metrics"]["parity"]["passed"] and manifest["metrics"]["perplexity"] > 1
     genai = json.loads((output / "genai_config.json").read_text())
     assert genai["model"]["context_length"] == genai["search"]["max_length"] == CONTEXT

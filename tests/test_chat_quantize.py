@@ -81,7 +81,7 @@ def test_the_chosen_variant_is_written_with_its_manifest(quantized, fp32_export)
     export_manifest = read_stage_manifest(fp32_export)
     assert (manifest["stage"], manifest["task"], manifest["variant"]) == ("quantize", "text-generation",
                                                                           report["chosen"])
-    assert manifest["source"]["manifest_sha256"] == manifest_sha256(fp32_export)
+    assert manifest["source_export"]["manifest_sha256"] == manifest_sha256(fp32_export)
     assert manifest["source_model"] == export_manifest["source_model"]
     assert manifest["metrics"]["perplexity"] == report["variants"][report["chosen"]]["perplexity"]
     assert json.loads((output / VARIANTS_REPORT).read_text())["chosen"] == report["chosen"]
@@ -168,3 +168,23 @@ def test_quantize_help_and_list_of_a_chat_export(fp32_export):
     assert "--max-accuracy-drop" not in options
     listed = runner.invoke(cli, ["quantize", str(fp32_export), "out", "--list"]).output
     assert all(re.search(rf"^{name} ", listed, re.MULTILINE) for name in CHAT_VARIANTS), listed
+
+
+def test_the_kept_variant_bundles_and_verifies_in_the_runtime(quantized, heldout_file, tmp_path):
+    """The contract end to end: quantize's output is what `edgetune bundle` and the runtime read."""
+    from edgetune.bundle.build import build_bundle
+    from edgetune.tasks.text_generation.bundle_config import GenerationBundleConfig
+    from edgetune_runtime.bundle import Bundle
+
+    output, report = quantized
+    bundle_dir = tmp_path / "bundle"
+    build_bundle(output, bundle_dir, GenerationBundleConfig(validation=str(heldout_file), label_column="intent",
+                                                            golden_examples=2, context_length=384,
+                                                            max_new_tokens=8))
+    bundle = Bundle.load(bundle_dir)
+    assert bundle.verify().passed
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["tuned_for"]["variant"] == report["chosen"]
+    assert manifest["metrics"]["perplexity"] == report["variants"][report["chosen"]]["perplexity"]
+    card = (bundle_dir / "README.md").read_text()
+    assert all(name in card for name in report["variants"]), "the card's table has every variant measured"

@@ -155,7 +155,8 @@ def chat_artifact_record(model_dir: Path, source_manifest: dict, context_length:
     data = source_manifest.get("data")
     recorded_prompt = ((data or {}).get("config") or {}).get("system_prompt")
     return {
-        "source_model": {"path": str(model_dir.resolve()), "manifest_sha256": manifest_sha256(model_dir)},
+        "source_model": str(model_dir.resolve()),
+        "source_model_manifest_sha256": manifest_sha256(model_dir),
         "data": data,
         "system_prompt": source_manifest.get("system_prompt", recorded_prompt),
         "max_length": source_manifest.get("max_length"),

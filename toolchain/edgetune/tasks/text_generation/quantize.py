@@ -61,11 +61,11 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
     manifest = _fp32_export_manifest(onnx_dir)
     if output_dir.exists() and not force:
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
-    model_dir = Path(manifest["source_model"]["path"])
+    model_dir = Path(manifest["source_model"])
     if not (model_dir / "config.json").is_file():
         raise EdgetuneError(f"{onnx_dir / 'edgetune.json'}: the source model {model_dir} is not on this machine; "
                             "int4 variants are built from it: re-export from a model directory here")
-    if manifest_sha256(model_dir) != manifest["source_model"].get("manifest_sha256"):
+    if manifest_sha256(model_dir) != manifest.get("source_model_manifest_sha256"):
         raise EdgetuneError(f"{model_dir}: its edgetune.json changed since {onnx_dir} was exported from it; "
                             "re-export it so the variants and the fp32 reference come from the same model")
     context_length = int(manifest["context_length"])
@@ -129,7 +129,9 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
             write_stage_manifest(staging, "quantize", TEXT_GENERATION, {
                 "variant": chosen,
                 "source_model": manifest["source_model"],
-                "source": {"path": str(onnx_dir.resolve()), "manifest_sha256": manifest_sha256(onnx_dir)},
+                "source_model_manifest_sha256": manifest.get("source_model_manifest_sha256"),
+                # Not `source`: the bundle reads a chat artifact's data and metrics at the top level.
+                "source_export": {"path": str(onnx_dir.resolve()), "manifest_sha256": manifest_sha256(onnx_dir)},
                 "data": manifest.get("data"),
                 "system_prompt": manifest.get("system_prompt"),
                 "max_length": manifest.get("max_length"),
