@@ -158,3 +158,13 @@ def test_a_failed_build_is_one_line_with_its_log(tiny_chat_dir, tmp_path):
     message = str(failure.value)
     assert "model builder failed" in message and "\n" not in message
     assert str(tmp_path / "builder.log") in message and (tmp_path / "builder.log").stat().st_size > 0
+
+
+def test_export_command_runs_a_chat_model(tiny_chat_dir, heldout_file, tmp_path):
+    output = tmp_path / "onnx"
+    result = CliRunner().invoke(cli, ["export", str(tiny_chat_dir), str(output), "--context-length", "256",
+                                      "--validation", str(heldout_file), "--parity-prompts", "2",
+                                      "--parity-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert "2/2 prompts give PyTorch's 4 greedy tokens" in result.output or "near-tie" in result.output
+    assert read_stage_manifest(output)["context_length"] == 256

@@ -188,3 +188,13 @@ def test_the_kept_variant_bundles_and_verifies_in_the_runtime(quantized, heldout
     assert manifest["metrics"]["perplexity"] == report["variants"][report["chosen"]]["perplexity"]
     card = (bundle_dir / "README.md").read_text()
     assert all(name in card for name in report["variants"]), "the card's table has every variant measured"
+
+
+def test_quantize_command_runs_a_chat_export(fp32_export, heldout_file, tmp_path):
+    output = tmp_path / "int8"
+    result = CliRunner().invoke(cli, ["quantize", str(fp32_export), str(output), "--variant", "int8", "--keep", "int8",
+                                      "--max-quality-drop", "1000", "--validation", str(heldout_file),
+                                      "--score-prompts", "2", "--timing-prompts", "1", "--timing-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^int8 .*CHOSEN", result.output, re.MULTILINE) and "kept int8" in result.output
+    assert read_stage_manifest(output)["variant"] == "int8"
