@@ -123,8 +123,7 @@ def test_scores_are_computed_for_every_model(evaluation):
     assert scores["models"]["base"]["engine"] == "pytorch" and scores["models"]["onnx"]["engine"] == "onnx"
     assert set(scores["deltas_vs_base"]) == {"onnx"}
     assert 0.0 <= scores["reference"]["judge_accuracy"] <= 1.0
-    # Every held-out Bitext answer of these intents uses the {{Placeholder}} style except where it does not:
-    # the share is counted from the references themselves.
+    # The references' own share, counted here with the same pattern, sits beside the models' shares.
     references = [json.loads(line)["reference"] for line in (evaluation.output_dir / GENERATIONS_FILE).open()]
     assert scores["reference"]["placeholder_share"] == sum(map(has_placeholder, references)) / len(references)
     assert "reference answers" in evaluation.table() and "onnx - base" in evaluation.table()
@@ -186,13 +185,11 @@ def test_the_judge_is_trained_on_real_rows_once_and_judges_answers(evaluation, c
     assert judges == [judge.directory] and (judge.directory / JUDGE_RECORD).is_file()
     judged = judge.judge(["I have cancelled your order {{Order Number}}.", "", "   "])
     assert judged[0] in INTENTS and judged[1:] == [None, None]
-    # Another dataset is another judge.
-    assert judge_for(judge_training_conversations([], config), _config(chat_files, tiny_bert_dir, seed=1)) \
-        .directory in (judge.directory, *(edgetune_cache / "judges").iterdir())
 
 
 def test_the_sample_is_stratified_and_seeded(chat_files, tiny_chat_dir):
-    pool = evaluation_conversations([("base", tiny_chat_dir)], ChatEvaluateConfig(conversations=str(chat_files["test"])))
+    config = ChatEvaluateConfig(conversations=str(chat_files["test"]))
+    pool = evaluation_conversations([("base", tiny_chat_dir)], config)
     one_each = sample_conversations(pool, 1, None, seed=0)
     assert sorted(example.intent for example in one_each) == list(INTENTS)
     assert sample_conversations(pool, 1, None, seed=0) == one_each
@@ -227,6 +224,15 @@ def test_a_failing_model_leaves_no_report(tmp_path, chat_files, tiny_chat_dir, t
     with pytest.raises(EdgetuneError, match="neither an ONNX chat artifact"):
         evaluate_chat([("base", tiny_chat_dir), ("broken", broken)], config, output)
     assert not output.exists() and not any(output.parent.iterdir())
+
+
+def test_every_config_field_is_a_flag_of_the_command():
+    from edgetune.cli.config_options import config_flags
+    from edgetune.cli.evaluate_command import evaluate_command
+
+    flags = {opt for param in evaluate_command.params for opt in param.opts}
+    assert {flag.flag for flag in config_flags(ChatEvaluateConfig)} <= flags
+    assert {"--output", "--force", "--task"} <= flags
 
 
 def test_cli_prints_the_table_and_refuses_an_existing_output(tmp_path, chat_files, tiny_chat_dir):

@@ -70,7 +70,7 @@ class TorchChatModel:
         from transformers import AutoModelForCausalLM
 
         self.tokenizer = _tokenizer(directory)
-        self.model = AutoModelForCausalLM.from_pretrained(directory, torch_dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
         generation = self.model.generation_config
         self.stop_ids = _ids(generation.eos_token_id) or _ids(self.tokenizer.eos_token_id)
         self.pad_id = generation.pad_token_id if generation.pad_token_id is not None else self.stop_ids[0]

@@ -94,7 +94,8 @@ def evaluation_conversations(models: Sequence[tuple[str, Path]], config: ChatEva
 def judge_training_conversations(models: Sequence[tuple[str, Path]], config: ChatEvaluateConfig) -> list[ChatExample]:
     """The judge's training conversations: every row of --judge-data, else the recorded training split."""
     if config.judge_data is not None:
-        data = load_chat_data(ChatDataConfig(train=config.judge_data))
+        # Repeated prompts are harmless here: the judge reads answers, not prompts.
+        data = load_chat_data(ChatDataConfig(train=config.judge_data, allow_duplicate_prompts=True))
         return list(data.train.examples) + list(data.validation.examples)
     recording = _recording_model(models)
     if recording is None:
