@@ -12,7 +12,6 @@ and `scores.json` (per model, the reference, and each model minus the first, the
 from __future__ import annotations
 
 import json
-import logging
 import math
 import random
 from collections import defaultdict
@@ -36,8 +35,6 @@ from edgetune.tasks.text_generation.answer_scores import (
 from edgetune.tasks.text_generation.evaluate_config import ChatEvaluateConfig
 from edgetune.tasks.text_generation.heldout import heldout_conversations, recorded_chat_config
 from edgetune_runtime.atomic_write import atomic_file
-
-log = logging.getLogger(__name__)
 
 GENERATIONS_FILE = "generations.jsonl"
 SCORES_FILE = "scores.json"
@@ -155,7 +152,6 @@ def evaluate_chat(models: Sequence[tuple[str, str | Path]], config: ChatEvaluate
         write_stage_manifest(staging, "evaluate", TEXT_GENERATION, {
             "models": {name: str(path) for name, path in models}, "config": config_to_dict(config),
             "conversations": sorted({example.source for example in sample}), "metrics": scores})
-    log.info("\n%s", format_scores_table(scores))
     return ChatEvaluation(output_dir, scores, generations)
 
 
