@@ -93,7 +93,7 @@ def convert_gguf(gguf_path: Path, destination: Path) -> None:
 
     metadata = _tokenizer_metadata(gguf_path)
     tokenizer = chat_tokenizer_from_gguf(gguf_path, metadata)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     special = {"bos_token_id": metadata["bos_token_id"], "eos_token_id": metadata["eos_token_id"],
                "pad_token_id": metadata["padding_token_id"]}
     for key, value in special.items():
