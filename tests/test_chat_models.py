@@ -50,7 +50,7 @@ def test_tokenizer_ids_match_the_original_smollm2(smollm2_dir):
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
     assert ids[0] == 1 and ids[1] != 1  # the template's own <|im_start|>, no BOS before it
     assert tokenizer.decode(ids).endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
-    assert ids[-3:] == tokenizer("<|im_start|>assistant\n").input_ids
+    assert ids[-4:] == tokenizer("<|im_start|>assistant\n").input_ids == [1, 520, 9531, 198]
     assert tokenizer.decode([19556, 905]) == "Hello world"  # ByteLevel decoder: no sentencepiece spaces
 
 

@@ -333,9 +333,15 @@ def _flags_in_source() -> dict[str, str]:
     return found
 
 
+def _every_params(command: click.Command) -> list[click.Parameter]:
+    """A command's parameters; for a task command, those of every task's flag set."""
+    task_params = getattr(command, "task_params", {})
+    return [*command.params, *(param for params in task_params.values() for param in params)]
+
+
 def test_every_flag_named_in_the_source_exists():
     options = {name for group in (cli, runtime_cli) for _, command in _all_commands(group)
-               for param in command.params if isinstance(param, click.Option)
+               for param in _every_params(command) if isinstance(param, click.Option)
                for name in param.opts + param.secondary_opts} | {"--help"}  # Click's own, on every command
     named = _flags_in_source()
     assert "--texts" in named and "--force" in named, "the scan finds flags in messages"
