@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import time
@@ -107,6 +106,7 @@ def _finetune_chat_locked(data_config: ChatDataConfig, config: ChatFinetuneConfi
     import transformers
 
     from edgetune.finetune.divergence import raise_if_diverged
+    from edgetune.tasks.text_generation.perplexity import loss_metrics
 
     transformers.set_seed(config.seed)
     model = transformers.AutoModelForCausalLM.from_pretrained(model_ref.path, dtype=torch.float32)
@@ -127,9 +127,9 @@ def _finetune_chat_locked(data_config: ChatDataConfig, config: ChatFinetuneConfi
     raise_if_diverged(trainer)  # a NaN loss or weight stopped it: an error, never a saved model
 
     # The trainer has loaded the best checkpoint (lowest validation loss); report on it.
-    metrics = {"validation": _loss_metrics(trainer.evaluate(metric_key_prefix="eval"))}
+    metrics = {"validation": loss_metrics(trainer.evaluate(metric_key_prefix="eval"))}
     if "test" in splits:
-        metrics["test"] = _loss_metrics(trainer.evaluate(_sft_dataset(splits["test"]), metric_key_prefix="eval"))
+        metrics["test"] = loss_metrics(trainer.evaluate(_sft_dataset(splits["test"]), metric_key_prefix="eval"))
     best_step = best_step_of(trainer.state.best_model_checkpoint)
     wall_time_s = time.perf_counter() - started
 
@@ -197,6 +197,7 @@ def build_sft_trainer(config: ChatFinetuneConfig, model, tokenizer, train_exampl
 
     from edgetune.finetune.divergence import StopOnDivergence
     from edgetune.finetune.progress import LiveProgressCallback
+    from edgetune.tasks.text_generation.perplexity import ValidationPerplexityLog
 
     _, precision_flags = training_precision(config.precision)
     strategy = "steps" if config.eval_steps else "epoch"
@@ -234,7 +235,7 @@ def build_sft_trainer(config: ChatFinetuneConfig, model, tokenizer, train_exampl
         report_to=[],
         **precision_flags,
     )
-    callbacks = [LiveProgressCallback("loss"), StopOnDivergence(), *extra_callbacks]
+    callbacks = [LiveProgressCallback("loss"), StopOnDivergence(), ValidationPerplexityLog(), *extra_callbacks]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = SFTTrainer(
@@ -249,15 +250,6 @@ def build_sft_trainer(config: ChatFinetuneConfig, model, tokenizer, train_exampl
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     return trainer
-
-
-def _loss_metrics(evaluation: dict) -> dict:
-    """Mean loss per answer token, its perplexity, and TRL's next-token accuracy on the answers."""
-    loss = float(evaluation["eval_loss"])
-    metrics = {"loss": round(loss, 4), "perplexity": round(math.exp(loss), 3) if loss < 50 else float("inf")}
-    if "eval_mean_token_accuracy" in evaluation:
-        metrics["mean_token_accuracy"] = round(float(evaluation["eval_mean_token_accuracy"]), 4)
-    return metrics
 
 
 def _write_output(output_dir: Path, trainer, tokenizer, config: ChatFinetuneConfig, data_config: ChatDataConfig,
