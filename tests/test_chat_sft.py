@@ -7,6 +7,7 @@ checkpoint, data mistakes are one line, and the chat flags exist. One integratio
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -94,6 +95,10 @@ def test_a_few_steps_write_a_merged_model_and_the_contract_manifest(tmp_path, ti
         figures = manifest["metrics"][split]
         assert figures["perplexity"] == pytest.approx(2.718281828 ** figures["loss"], rel=1e-3)
     assert result.metrics == manifest["metrics"]
+    with open(output / "training_curves.csv", newline="") as handle:
+        evaluated = [float(row["eval_loss"]) for row in csv.DictReader(handle) if row["eval_loss"]]
+    assert evaluated[-1] == pytest.approx(manifest["metrics"]["validation"]["loss"],
+                                          abs=1e-3)  # the test split's loss is not drawn as validation
     assert not (tmp_path / ".chat-model.work").exists()  # checkpoints removed after success
 
     # The held-out splits later stages read are the ones this run carved.

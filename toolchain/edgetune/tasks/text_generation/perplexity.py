@@ -10,13 +10,16 @@ from transformers import TrainerCallback
 log = logging.getLogger("edgetune.tasks.text_generation.sft")
 
 
-def loss_metrics(evaluation: dict) -> dict:
-    """Mean loss per answer token, its perplexity, and TRL's next-token accuracy on the answers."""
-    loss = float(evaluation["eval_loss"])
+def loss_metrics(evaluation: dict, prefix: str = "eval") -> dict:
+    """Mean loss per answer token, its perplexity, and TRL's next-token accuracy on the answers.
+
+    `prefix` is the evaluation's `metric_key_prefix` (eval_loss, test_loss, ...).
+    """
+    loss = float(evaluation[f"{prefix}_loss"])
     # exp overflows past ~709; a loss that high is a broken model, reported as an infinite perplexity.
     metrics = {"loss": round(loss, 4), "perplexity": round(math.exp(loss), 3) if loss < 700 else float("inf")}
-    if "eval_mean_token_accuracy" in evaluation:
-        metrics["mean_token_accuracy"] = round(float(evaluation["eval_mean_token_accuracy"]), 4)
+    if f"{prefix}_mean_token_accuracy" in evaluation:
+        metrics["mean_token_accuracy"] = round(float(evaluation[f"{prefix}_mean_token_accuracy"]), 4)
     return metrics
 
 

@@ -127,9 +127,11 @@ def _finetune_chat_locked(data_config: ChatDataConfig, config: ChatFinetuneConfi
     raise_if_diverged(trainer)  # a NaN loss or weight stopped it: an error, never a saved model
 
     # The trainer has loaded the best checkpoint (lowest validation loss); report on it.
-    metrics = {"validation": loss_metrics(trainer.evaluate(metric_key_prefix="eval"))}
+    metrics = {"validation": loss_metrics(trainer.evaluate())}
     if "test" in splits:
-        metrics["test"] = loss_metrics(trainer.evaluate(_sft_dataset(splits["test"]), metric_key_prefix="eval"))
+        # Its own prefix, so the training curves' eval_loss stays the validation loss.
+        metrics["test"] = loss_metrics(trainer.evaluate(_sft_dataset(splits["test"]), metric_key_prefix="test"),
+                                       "test")
     best_step = best_step_of(trainer.state.best_model_checkpoint)
     wall_time_s = time.perf_counter() - started
 

@@ -54,7 +54,7 @@ class ChatFinetuneConfig:
         None, aliases=("--patience",),
         help="Stop after this many evaluations without a lower validation loss. Default: never stop early.")
     precision: Literal["auto", "fp32", "bf16"] = setting(
-        "auto", help="auto: bf16 on CUDA devices that support it, else fp32 (CPU fp32 is the measured setting).")
+        "auto", help="auto: bf16 on CUDA devices that support it (fp16 mixed precision on older ones), fp32 on CPU.")
     seed: int = setting(42, help="Seed for adapter initialisation, dropout and data order.")
     logging_steps: int = setting(10, help="Record training loss (the curves) every N steps.")
     lora: LoraSettings = setting(default_factory=LoraSettings, help="Adapter settings, used when method is lora.")
