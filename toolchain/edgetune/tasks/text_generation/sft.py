@@ -209,6 +209,7 @@ def build_sft_trainer(config: ChatFinetuneConfig, model, tokenizer, train_exampl
         max_length=max_length,
         completion_only_loss=True,  # TRL's default for prompt/completion data, pinned: it is the point of SFT here
         packing=config.packing,
+        gradient_checkpointing=config.gradient_checkpointing,
         eval_packing=False,  # validation loss per whole conversation, comparable with and without packing
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,

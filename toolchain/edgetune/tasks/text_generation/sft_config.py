@@ -53,6 +53,9 @@ class ChatFinetuneConfig:
     early_stopping_patience: int | None = setting(
         None, aliases=("--patience",),
         help="Stop after this many evaluations without a lower validation loss. Default: never stop early.")
+    gradient_checkpointing: bool = setting(
+        False, help="Recompute activations during the backward pass: less memory for long sequences on a GPU, "
+                    "slower steps. Off by default (TRL turns it on): SmolLM2 at 320 tokens fits without it.")
     precision: Literal["auto", "fp32", "bf16"] = setting(
         "auto", help="auto: bf16 on CUDA devices that support it (fp16 mixed precision on older ones), fp32 on CPU.")
     seed: int = setting(42, help="Seed for adapter initialisation, dropout and data order.")
