@@ -229,8 +229,8 @@ def test_smollm2_fine_tunes_on_real_bitext_rows(tmp_path):
     smollm2 = find_packaged_model("SmolLM2-135M-Instruct")
     if not (cache_root() / "models" / smollm2.cache_name / smollm2.weights_file).is_file():
         pytest.skip("SmolLM2's GGUF is not cached (edgetune models pull)")
-    train = _bitext(tmp_path, per_intent=3, intents=8)  # 24 rows: 16 train, 8 validation
-    config = ChatFinetuneConfig(max_steps=2, batch_size=4, on_overflow="drop", logging_steps=1)
+    train = _bitext(tmp_path, per_intent=6, intents=4)  # 24 rows: 20 train, 4 validation (one batch)
+    config = ChatFinetuneConfig(max_steps=2, batch_size=4, eval_batch_size=4, on_overflow="drop", logging_steps=1)
     result = finetune_chat(ChatDataConfig(train=str(train)), config, tmp_path / "smollm2-chat")
     manifest = json.loads((tmp_path / "smollm2-chat" / "edgetune.json").read_text())
     assert manifest["base_model"]["weights_sha256"] == smollm2.weights_sha256

@@ -126,13 +126,16 @@ def _finetune_chat_locked(data_config: ChatDataConfig, config: ChatFinetuneConfi
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     raise_if_diverged(trainer)  # a NaN loss or weight stopped it: an error, never a saved model
 
-    # The trainer has loaded the best checkpoint (lowest validation loss); report on it.
-    metrics = {"validation": loss_metrics(trainer.evaluate())}
+    # The trainer has loaded the best checkpoint (lowest validation loss); report on it. Its validation figures
+    # were logged when it was evaluated, so validation (406 Bitext conversations: minutes on a CPU) is not rerun.
+    best_step = best_step_of(trainer.state.best_model_checkpoint)
+    best_evaluation = next((entry for entry in trainer.state.log_history
+                            if entry.get("step") == best_step and "eval_loss" in entry), None)
+    metrics = {"validation": loss_metrics(best_evaluation or trainer.evaluate())}
     if "test" in splits:
         # Its own prefix, so the training curves' eval_loss stays the validation loss.
         metrics["test"] = loss_metrics(trainer.evaluate(_sft_dataset(splits["test"]), metric_key_prefix="test"),
                                        "test")
-    best_step = best_step_of(trainer.state.best_model_checkpoint)
     wall_time_s = time.perf_counter() - started
 
     if is_main_process:
