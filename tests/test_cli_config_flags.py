@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import write_csv
 from edgetune.cli.config_options import ConfigOptions
 from edgetune.cli.data_command import inspect
-from edgetune.cli.data_options import DATA_OPTIONS
+from edgetune.cli.data_options import CHAT_DATA_OPTIONS, DATA_OPTIONS
 from edgetune.cli.distill_command import DISTILL_OPTIONS, distill_command
 from edgetune.cli.export_command import (
     BUNDLE_OPTIONS,
@@ -31,9 +31,10 @@ from edgetune.cli.export_command import (
     export_command,
     quantize_command,
 )
-from edgetune.cli.finetune_command import FINETUNE_OPTIONS, finetune_command
+from edgetune.cli.finetune_command import CHAT_FINETUNE_OPTIONS, FINETUNE_OPTIONS, finetune_command
 from edgetune.cli.main import cli
 from edgetune.cli.report_command import REPORT_OPTIONS, report_command
+from edgetune.cli.task_options import canonical_task
 from edgetune.configuration import HELP
 from edgetune.errors import ConfigError
 from edgetune.finetune.config import LoraSettings
@@ -45,17 +46,22 @@ from edgetune_runtime.cli import main as runtime_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# command -> (its config options, the flags that are not config fields: where output goes and how to treat it)
+# command -> (its config options, the flags that are not config fields: where output goes and how to treat it);
+# `command --task X` names a task command's flag set for task X.
 STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[str]]] = {
     "finetune": (finetune_command, (DATA_OPTIONS, FINETUNE_OPTIONS),
                  {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
+    "finetune --task chat": (finetune_command, (CHAT_DATA_OPTIONS, CHAT_FINETUNE_OPTIONS),
+                             {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
     "distill": (distill_command, (DATA_OPTIONS, DISTILL_OPTIONS),
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
     "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help"}),
     "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help"}),
     "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
     "report": (report_command, (REPORT_OPTIONS,), {"--output", "--force", "--help"}),
-    "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help"}),
+    "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help", "--task"}),
+    "data inspect --task chat": (inspect, (CHAT_DATA_OPTIONS,),
+                                 {"--model", "--max-length", "--report", "--help", "--task"}),
 }
 
 
@@ -75,15 +81,18 @@ def _flag_of(key: str) -> str:
     return "--" + key.replace(".", "-").replace("_", "-")
 
 
-def _primary_flags(command: click.Command) -> dict[str, click.Option]:
+def _primary_flags(command: click.Command, name: str = "") -> dict[str, click.Option]:
+    """The command's flags; for `command --task X`, those of the flag set task X parses with."""
+    _, _, task = name.partition(" --task ")
+    params = command.params_for(canonical_task(task)) if task else command.params
     return {next(opt for opt in param.opts if opt.startswith("--")): param
-            for param in command.params if isinstance(param, click.Option)}
+            for param in params if isinstance(param, click.Option)}
 
 
 @pytest.mark.parametrize("name", STAGE_COMMANDS)
 def test_every_field_has_its_flag_and_every_flag_is_a_field(name):
     command, configs, non_config = STAGE_COMMANDS[name]
-    flags = _primary_flags(command)
+    flags = _primary_flags(command, name)
     expected = {_flag_of(key) for options in configs for key in _field_keys(options.config_class)}
     missing = expected - set(flags)
     assert not missing, f"{name}: fields without a flag named after them: {sorted(missing)}"
@@ -324,9 +333,15 @@ def _flags_in_source() -> dict[str, str]:
     return found
 
 
+def _every_params(command: click.Command) -> list[click.Parameter]:
+    """A command's parameters; for a task command, those of every task's flag set."""
+    task_params = getattr(command, "task_params", {})
+    return [*command.params, *(param for params in task_params.values() for param in params)]
+
+
 def test_every_flag_named_in_the_source_exists():
     options = {name for group in (cli, runtime_cli) for _, command in _all_commands(group)
-               for param in command.params if isinstance(param, click.Option)
+               for param in _every_params(command) if isinstance(param, click.Option)
                for name in param.opts + param.secondary_opts} | {"--help"}  # Click's own, on every command
     named = _flags_in_source()
     assert "--texts" in named and "--force" in named, "the scan finds flags in messages"
