@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import write_csv
 from edgetune.cli.config_options import ConfigOptions
 from edgetune.cli.data_command import inspect
-from edgetune.cli.data_options import DATA_OPTIONS
+from edgetune.cli.data_options import CHAT_DATA_OPTIONS, DATA_OPTIONS
 from edgetune.cli.distill_command import DISTILL_OPTIONS, distill_command
 from edgetune.cli.export_command import (
     BUNDLE_OPTIONS,
@@ -34,7 +34,7 @@ from edgetune.cli.export_command import (
     export_command,
     quantize_command,
 )
-from edgetune.cli.finetune_command import FINETUNE_OPTIONS, finetune_command
+from edgetune.cli.finetune_command import CHAT_FINETUNE_OPTIONS, FINETUNE_OPTIONS, finetune_command
 from edgetune.cli.main import cli
 from edgetune.cli.report_command import REPORT_OPTIONS, report_command
 from edgetune.cli.task_options import canonical_task
@@ -49,10 +49,13 @@ from edgetune_runtime.cli import main as runtime_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# command -> (its config options, the flags that are not config fields: where output goes and how to treat it)
+# command -> (its config options, the flags that are not config fields: where output goes and how to treat it);
+# `command --task X` names a task command's flag set for task X.
 STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[str]]] = {
     "finetune": (finetune_command, (DATA_OPTIONS, FINETUNE_OPTIONS),
                  {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
+    "finetune --task chat": (finetune_command, (CHAT_DATA_OPTIONS, CHAT_FINETUNE_OPTIONS),
+                             {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
     "distill": (distill_command, (DATA_OPTIONS, DISTILL_OPTIONS),
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
     "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
@@ -63,7 +66,9 @@ STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[st
     "quantize --task chat": (quantize_command, (CHAT_QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
     "bundle --task chat": (bundle_command, (GENERATION_BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
     "report": (report_command, (REPORT_OPTIONS,), {"--output", "--force", "--help"}),
-    "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help"}),
+    "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help", "--task"}),
+    "data inspect --task chat": (inspect, (CHAT_DATA_OPTIONS,),
+                                 {"--model", "--max-length", "--report", "--help", "--task"}),
 }
 
 
@@ -84,7 +89,9 @@ def _flag_of(key: str) -> str:
 
 
 def _primary_flags(command: click.Command, name: str = "") -> dict[str, click.Option]:
-    params = command.params_for(canonical_task(name.split(" --task ")[1])) if " --task " in name else command.params
+    """The command's flags; for `command --task X`, those of the flag set task X parses with."""
+    _, _, task = name.partition(" --task ")
+    params = command.params_for(canonical_task(task)) if task else command.params
     return {next(opt for opt in param.opts if opt.startswith("--")): param
             for param in params if isinstance(param, click.Option)}
 
@@ -349,11 +356,15 @@ def _flags_in_source() -> dict[str, str]:
     return found
 
 
+def _every_params(command: click.Command) -> list[click.Parameter]:
+    """A command's parameters; for a task command, those of every task's flag set."""
+    task_params = getattr(command, "task_params", {})
+    return [*command.params, *(param for params in task_params.values() for param in params)]
+
+
 def test_every_flag_named_in_the_source_exists():
-    # A task command's flags are those of every task it runs (`edgetune export --task chat --context-length`).
     options = {name for group in (cli, runtime_cli) for _, command in _all_commands(group)
-               for param in [*command.params, *(p for ps in getattr(command, "task_params", {}).values() for p in ps)]
-               if isinstance(param, click.Option)
+               for param in _every_params(command) if isinstance(param, click.Option)
                for name in param.opts + param.secondary_opts} | {"--help"}  # Click's own, on every command
     named = _flags_in_source()
     assert "--texts" in named and "--force" in named, "the scan finds flags in messages"

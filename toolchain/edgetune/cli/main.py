@@ -85,6 +85,7 @@ def _quiet_libraries() -> None:
 def _register_commands() -> None:
     from edgetune.cli.data_command import data
     from edgetune.cli.distill_command import distill_command
+    from edgetune.cli.evaluate_command import evaluate_command
     from edgetune.cli.export_command import bundle_command, export_command, quantize_command
     from edgetune.cli.finetune_command import finetune_command
     from edgetune.cli.models_command import models
@@ -98,6 +99,7 @@ def _register_commands() -> None:
     cli.add_command(export_command)
     cli.add_command(quantize_command)
     cli.add_command(bundle_command)
+    cli.add_command(evaluate_command)
     cli.add_command(validate_command)
     cli.add_command(run_command)
     cli.add_command(report_command)

@@ -86,12 +86,17 @@ def load_chat_data(config: ChatDataConfig) -> ChatData:
     # Test is checked against train and validation for leakage, and is never used to choose anything.
     test = _read_split(config.test, "test", config, notes, [s for s in (train, validation) if s]) if config.test \
         else None
+    if test is None and config.test_fraction:
+        # Carved first and by prompt like validation: the test split shares no prompt with train or validation.
+        train, test = _carve(train, "test", config.test_fraction, config, notes)
     if validation is None:
-        train, validation = _carve_validation(train, config, notes)
+        train, validation = _carve(train, "validation", config.validation_fraction, config, notes)
     return ChatData(train, validation, test, notes)
 
 
-def _carve_validation(train: ChatSplit, config: ChatDataConfig, notes: list[str]) -> tuple[ChatSplit, ChatSplit]:
+def _carve(train: ChatSplit, name: str, fraction: float, config: ChatDataConfig,
+           notes: list[str]) -> tuple[ChatSplit, ChatSplit]:
+    """Hold out `fraction` of train's prompts (of each intent) as the split `name`; return (rest of train, it)."""
     # The carve draws prompts, not rows: rows sharing a prompt (allow_duplicate_prompts) stay on one side, so
     # validation never scores a prompt the model trained on.
     first_of_prompt: dict[str, int] = {}
@@ -99,19 +104,20 @@ def _carve_validation(train: ChatSplit, config: ChatDataConfig, notes: list[str]
              for index, example in enumerate(train.examples)]
     leaders = sorted(first_of_prompt.values())
     intents = [train.examples[index].intent or "" for index in leaders]
-    _, held_leaders = stratified_holdout(intents, config.validation_fraction, config.split_seed)
+    _, held_leaders = stratified_holdout(intents, fraction, config.split_seed)
     held_groups = {leaders[position] for position in held_leaders}
     held_out = [index for index in range(len(train)) if group[index] in held_groups]
     kept = [index for index in range(len(train)) if group[index] not in held_groups]
     if not kept or not held_out:
-        raise DataError(f"{train.source}: too few rows to carve a validation split ({len(train)} rows); add rows "
-                        "or pass --validation")
-    share = f"{config.validation_fraction:.0%}" + (" of each intent" if any(intents) else "")
+        raise DataError(f"{train.source}: too few rows to carve a {name} split ({len(train)} rows); add rows "
+                        f"or pass --{name}")
+    share = f"{fraction:.0%}" + (" of each intent" if any(intents) else "")
     source = f"{train.source} (carved: {share}, seed {config.split_seed})"
-    notes.append(f"no validation data given: held out {len(held_out)} training rows for model selection"
+    purpose = "model selection" if name == "validation" else "the final report"
+    notes.append(f"no {name} data given: held out {len(held_out)} training rows for {purpose}"
                  + (" (stratified by intent)" if any(intents) else ""))
-    validation = ChatSplit("validation", source, [train.examples[i] for i in held_out], train.prompt_column)
-    return ChatSplit("train", train.source, [train.examples[i] for i in kept], train.prompt_column), validation
+    carved = ChatSplit(name, source, [train.examples[i] for i in held_out], train.prompt_column)
+    return ChatSplit("train", train.source, [train.examples[i] for i in kept], train.prompt_column), carved
 
 
 def _read_split(path: str, name: str, config: ChatDataConfig, notes: list[str], earlier: list[ChatSplit]) -> ChatSplit:

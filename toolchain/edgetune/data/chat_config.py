@@ -30,11 +30,22 @@ class ChatDataConfig:
                                                         "(counted in the notes) instead of refusing the file.")
     validation_fraction: float = setting(
         0.1, help="Share of each intent carved off for validation when no validation data is given.")
-    split_seed: int = setting(42, help="Seed of the validation carve-out, so every run selects on the same rows.")
+    test_fraction: float = setting(
+        0.0, help="Share of each intent carved off train as a held-out test split when no test data is given "
+                  "(0: none). Carved before validation, so the two never share a prompt; only reported, never "
+                  "used to choose anything.")
+    split_seed: int = setting(42, help="Seed of the validation (and test) carve-out, so every run selects on the "
+                                       "same rows.")
 
     def __post_init__(self) -> None:
         if not self.train or not str(self.train).strip():
             raise ConfigError("train: a training data path is required")
         check_validation_fraction(self.validation_fraction)
+        if not 0.0 <= self.test_fraction < 0.5:
+            raise ConfigError(f"test_fraction: {self.test_fraction} is outside [0, 0.5); 0.1 is typical, 0 carves "
+                              "no test split")
+        if self.test and self.test_fraction:
+            raise ConfigError("test_fraction: a test file is given too; drop one (test_fraction carves a test split "
+                              "only when there is no test file)")
         if self.system_prompt is not None and not self.system_prompt.strip():
             raise ConfigError("system_prompt: is empty; leave it out, or write the system instruction")

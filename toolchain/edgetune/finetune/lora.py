@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from edgetune.finetune.config import LoraSettings
 
@@ -31,12 +31,13 @@ def target_modules_for(model_type: str, settings: LoraSettings) -> list[str] | s
     return list(TARGET_MODULES_BY_ARCHITECTURE.get(model_type, ())) or "all-linear"
 
 
-def add_lora_adapters(model: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module:
-    """Wrap a sequence-classification model with trainable adapters; the head trains in full."""
-    from peft import LoraConfig, TaskType, get_peft_model
+def add_lora_adapters(model: torch.nn.Module, settings: LoraSettings,
+                      task_type: Literal["SEQ_CLS", "CAUSAL_LM"] = "SEQ_CLS") -> torch.nn.Module:
+    """Wrap a model with trainable adapters: a sequence classifier (its new head trains in full) or a causal LM."""
+    from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,  # also keeps the new classifier head fully trainable
+        task_type=task_type,  # SEQ_CLS also keeps the new classifier head fully trainable
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,

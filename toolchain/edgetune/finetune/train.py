@@ -173,7 +173,7 @@ def _train_classifier_locked(
     # another task, or whose ids meant other labels.
     run_record = {"task": task.name, "config": config_to_dict(config), "data": config_to_dict(data_config),
                   "data_fingerprint": data.fingerprint(), "labels": data.label_names, **hooks.run_record()}
-    resume_from = _prepare_work_directory(work_dir, run_record, resume=resume, force=force,
+    resume_from = prepare_work_directory(work_dir, run_record, resume=resume, force=force,
                                           is_main_process=is_main_process)
 
     import torch
@@ -183,7 +183,7 @@ def _train_classifier_locked(
 
     transformers.set_seed(config.seed)
     tokenizer = _load_tokenizer(model_ref)
-    max_length = _effective_max_length(config.max_length, tokenizer)
+    max_length = effective_max_length(config.max_length, tokenizer)
     data_report = build_data_report(data, _token_counter(tokenizer), max_length)
     if is_main_process:
         log.info("data report\n%s", format_data_report(data_report))
@@ -220,7 +220,7 @@ def _train_classifier_locked(
     if data.test is not None:
         test_set = task.encode_for_training(tokenizer, data.test, label_ids, max_length)
         metrics["test"] = _evaluate(task, trainer, test_set, data.label_names)
-    best_step = _best_step(trainer.state.best_model_checkpoint)
+    best_step = best_step_of(trainer.state.best_model_checkpoint)
     wall_time_s = time.perf_counter() - started
 
     if is_main_process:
@@ -228,7 +228,7 @@ def _train_classifier_locked(
         training = {"wall_time_s": round(wall_time_s, 1), "best_step": best_step,
                     "steps": trainer.state.global_step, "epochs_run": round(trainer.state.epoch or 0, 3),
                     "device": device, "processes": trainer.args.world_size,
-                    "precision": _precision(config.precision)[0], "trainable_parameters": trainable,
+                    "precision": training_precision(config.precision)[0], "trainable_parameters": trainable,
                     "max_length": max_length, "layers_kept": layers_kept}
         _write_output(output_dir, trainer, tokenizer, config, data_config, data, model_ref, metrics,
                       data_report, training, force, hooks)
@@ -238,7 +238,7 @@ def _train_classifier_locked(
     return FinetuneResult(output_dir, metrics, data_report, wall_time_s, best_step)
 
 
-def _prepare_work_directory(work_dir: Path, run_record: dict, *, resume: bool, force: bool,
+def prepare_work_directory(work_dir: Path, run_record: dict, *, resume: bool, force: bool,
                             is_main_process: bool) -> Path | None:
     """Return the checkpoint to resume from, after checking that it belongs to this same run."""
     from edgetune.finetune.checkpoints import last_complete_checkpoint
@@ -288,7 +288,7 @@ def _load_tokenizer(model_ref: ResolvedModel):
     return tokenizer
 
 
-def _effective_max_length(requested: int, tokenizer) -> int:
+def effective_max_length(requested: int, tokenizer) -> int:
     # Tokenizers without a limit report a huge sentinel (int(1e30)); only a real limit caps the request.
     limit = tokenizer.model_max_length
     return min(requested, limit) if limit and limit < 100_000 else requested
@@ -301,7 +301,7 @@ def _token_counter(tokenizer):
     return count
 
 
-def _precision(requested: str) -> tuple[str, dict]:
+def training_precision(requested: str) -> tuple[str, dict]:
     """The precision actually used and the TrainingArguments flags for it."""
     import torch
 
@@ -322,7 +322,7 @@ def _build_trainer(config: FinetuneConfig, model, tokenizer, train_set, validati
     from edgetune.finetune.divergence import StopOnDivergence
     from edgetune.finetune.progress import LiveProgressCallback
 
-    _, precision_flags = _precision(config.precision)
+    _, precision_flags = training_precision(config.precision)
     strategy = "steps" if config.eval_steps else "epoch"
     use_cpu = not torch.cuda.is_available()
     arguments = TrainingArguments(
@@ -390,7 +390,7 @@ def _evaluate(task: Task, trainer, dataset, label_names: list[str]) -> dict:
     return task.evaluate_predictions(logits, prediction.label_ids, label_names)
 
 
-def _best_step(checkpoint: str | None) -> int | None:
+def best_step_of(checkpoint: str | None) -> int | None:
     if not checkpoint:
         return None
     suffix = Path(checkpoint).name.rsplit("-", 1)[-1]
@@ -415,7 +415,7 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
                            "weights_sha256": model_ref.weights_sha256},
             # The data config lets later stages (export parity, quantisation calibration and evaluation)
             # rebuild exactly these splits, carved validation included.
-            "data": {"fingerprint": data.fingerprint(), "config": _portable_data_config(data_config),
+            "data": {"fingerprint": data.fingerprint(), "config": portable_data_config(data_config),
                      "splits": {s.name: {"source": s.source, "rows": len(s)} for s in data.splits()}},
             "labels": data.label_names,
             "config": config_to_dict(config),
@@ -425,7 +425,7 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: FinetuneConfig, 
         })
 
 
-def _portable_data_config(data_config: DataConfig) -> dict:
+def portable_data_config(data_config: DataConfig) -> dict:
     """The data config with local paths made absolute, so later stages find the files from any directory."""
     recorded = config_to_dict(data_config)
     for key in ("train", "validation", "test"):
