@@ -84,19 +84,16 @@ def _corrupt_lm_head(directory: Path) -> None:
 
 
 def test_a_corrupted_weight_fails_the_gate(chat_export, tiny_chat_dir, heldout_file, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from edgetune.tasks.text_generation.chat_models import TorchChatModel
 
     broken = tmp_path / "broken"
     shutil.copytree(chat_export.output_dir, broken)
     _corrupt_lm_head(broken)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_chat_dir).eval()
-    conversations = encode_conversations(tokenizer, heldout_conversations(tiny_chat_dir, "validation",
-                                                                           str(heldout_file))[:4], CONTEXT)
-    intact = Decoder.from_directory(chat_export.output_dir)
-    stop_ids = intact.layout.eos_token_ids
-    assert compare_greedy(model, intact, conversations, 16, 1e-3, stop_ids).passed
-    report = compare_greedy(model, Decoder.from_directory(broken), conversations, 16, 1e-3, stop_ids)
+    reference = TorchChatModel(tiny_chat_dir)
+    examples = heldout_conversations(tiny_chat_dir, "validation", str(heldout_file))[:4]
+    conversations = encode_conversations(reference.tokenizer, examples, reference.stop_ids, CONTEXT)
+    assert compare_greedy(reference, Decoder.from_directory(chat_export.output_dir), conversations, 16, 1e-3).passed
+    report = compare_greedy(reference, Decoder.from_directory(broken), conversations, 16, 1e-3)
     assert not report.passed and report.mismatches
     assert "differ without a tie" in report.describe()
 

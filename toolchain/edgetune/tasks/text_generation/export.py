@@ -32,12 +32,7 @@ from edgetune.tasks.text_generation.builder import (
 from edgetune.tasks.text_generation.export_config import ChatExportConfig
 from edgetune.tasks.text_generation.heldout import heldout_conversations
 from edgetune.tasks.text_generation.parity import ChatParityReport, compare_greedy
-from edgetune.tasks.text_generation.scoring import (
-    encode_conversations,
-    spread,
-    teacher_forced_onnx,
-    teacher_forced_torch,
-)
+from edgetune.tasks.text_generation.scoring import encode_conversations, spread, teacher_forced
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +66,22 @@ def export_chat(model_dir: str | Path, output_dir: str | Path, config: ChatExpor
         raise EdgetuneError(f"{config.validation or model_dir}: no held-out conversations to check parity on; pass "
                             "a validation file with some")
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from edgetune.tasks.text_generation.chat_models import TorchChatModel
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    conversations = encode_conversations(tokenizer, examples, config.context_length)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32").eval()
+    reference = TorchChatModel(model_dir)
+    conversations = encode_conversations(reference.tokenizer, examples, reference.stop_ids, config.context_length)
 
     with scratch_directory("chat-export") as scratch:
         fp32_dir = build_chat_graph(model_dir, scratch / "fp32", "fp32", {}, config.context_length, scratch / "cache")
         decoder = load_build(fp32_dir, threads=0)  # nothing is timed here: every core scores
-        parity = compare_greedy(model, decoder, conversations, config.parity_new_tokens, config.tie_tolerance,
-                                decoder.layout.eos_token_ids)
-        fp32_scores = teacher_forced_onnx(decoder, conversations)
-        parity.teacher_forced_agreement = round(fp32_scores.agreement(teacher_forced_torch(model, conversations)), 6)
+        parity = compare_greedy(reference, decoder, conversations, config.parity_new_tokens, config.tie_tolerance)
+        fp32_scores = teacher_forced(decoder, conversations)
+        parity.teacher_forced_agreement = round(fp32_scores.agreement(teacher_forced(reference, conversations)), 6)
         log.info("parity of the fp32 graph: %s", parity.describe())
         if not parity.passed:
             raise ParityError(f"export refused: the ONNX graph's greedy tokens differ from PyTorch's: "
                               f"{parity.describe()}; nothing was written")
-        del model  # the int4 build below is a subprocess of its own; free PyTorch's copy first
+        del reference  # the int4 build below is a subprocess of its own; free PyTorch's copy first
         metrics = {"parity": parity.to_dict(), "perplexity": round(fp32_scores.perplexity, 4),
                    "scored_conversations": len(conversations)}
         built, variant = fp32_dir, "fp32"
@@ -98,7 +91,7 @@ def export_chat(model_dir: str | Path, output_dir: str | Path, config: ChatExpor
                                      {"int4_block_size": config.int4_block_size,
                                       "int4_accuracy_level": config.int4_accuracy_level},
                                      config.context_length, scratch / "cache")
-            int4_scores = teacher_forced_onnx(load_build(built), conversations)
+            int4_scores = teacher_forced(load_build(built, threads=0), conversations)
             metrics |= {"perplexity": round(int4_scores.perplexity, 4),
                         "fp32_perplexity": round(fp32_scores.perplexity, 4),
                         "agreement_with_fp32": round(int4_scores.agreement(fp32_scores), 6)}

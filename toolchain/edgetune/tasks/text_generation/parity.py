@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from edgetune.tasks.text_generation.scoring import EncodedConversation
+from edgetune.tasks.text_generation.scoring import HeldOutConversation
 
 
 @dataclass
@@ -67,29 +67,15 @@ class ChatParityReport:
                 "teacher_forced_agreement": self.teacher_forced_agreement}
 
 
-def torch_greedy(model, prompt_ids: list[int], new_tokens: int, stop_ids: tuple[int, ...]
-                 ) -> tuple[list[int], list[numpy.ndarray]]:
-    """PyTorch's greedy tokens (`generate(do_sample=False)`) and the logits each was picked from."""
-    import torch
-
-    inputs = torch.tensor([prompt_ids])
-    with torch.inference_mode():
-        output = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=new_tokens,
-                                min_new_tokens=0, do_sample=False, num_beams=1, eos_token_id=list(stop_ids),
-                                pad_token_id=stop_ids[0], output_logits=True, return_dict_in_generate=True,
-                                # Sampling settings of generation_config.json do not apply to greedy.
-                                temperature=None, top_p=None, top_k=None, repetition_penalty=None)
-    tokens = output.sequences[0, len(prompt_ids):].tolist()
-    return tokens, [step[0].float().numpy() for step in output.logits]
-
-
-def compare_greedy(model, decoder, conversations: list[EncodedConversation], new_tokens: int, tie_tolerance: float,
-                   stop_ids: tuple[int, ...]) -> ChatParityReport:
-    """Greedy-decode every prompt with PyTorch and with the ONNX `decoder`, and classify where they part."""
+def compare_greedy(reference, decoder, conversations: list[HeldOutConversation], new_tokens: int,
+                   tie_tolerance: float) -> ChatParityReport:
+    """Greedy-decode every prompt with the PyTorch `reference` (`chat_models.TorchChatModel`, whose `greedy` is
+    `generate(do_sample=False)`) and with the ONNX `decoder`, on the reference's stop tokens; classify where
+    they part. The gap at a difference is read from PyTorch's logits for the tokens it produced so far."""
     report = ChatParityReport(len(conversations), new_tokens, tie_tolerance)
     for conversation in conversations:
-        expected, logits = torch_greedy(model, conversation.prompt_ids, new_tokens, stop_ids)
-        actual = decoder.greedy(conversation.prompt_ids, new_tokens, stop_ids)
+        expected = reference.greedy(conversation.prompt_ids, new_tokens)
+        actual = decoder.greedy(conversation.prompt_ids, new_tokens, reference.stop_ids)
         where = (conversation.example.source, conversation.example.row)
         difference = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b), None)
         if difference is None and len(expected) != len(actual):
@@ -97,13 +83,14 @@ def compare_greedy(model, decoder, conversations: list[EncodedConversation], new
         if difference is None:
             report.identical += 1
             continue
-        if difference >= len(logits):  # ONNX ran on past PyTorch's stop: PyTorch has no logits there
-            report.mismatches.append(PromptParity(*where, difference, None, None,
-                                                  actual[difference] if difference < len(actual) else None))
+        torch_token = expected[difference] if difference < len(expected) else None
+        onnx_token = actual[difference] if difference < len(actual) else None
+        if torch_token is None:  # ONNX went on past PyTorch's stop token: no PyTorch choice to compare with
+            report.mismatches.append(PromptParity(*where, difference, None, None, onnx_token))
             continue
-        top_two = numpy.sort(logits[difference])[-2:]
+        logits = reference.sequence_logits(conversation.prompt_ids + expected[:difference])[-1]
+        top_two = numpy.sort(logits)[-2:]
         gap = float(top_two[1] - top_two[0])
-        outcome = PromptParity(*where, difference, gap, expected[difference] if difference < len(expected) else None,
-                               actual[difference] if difference < len(actual) else None)
+        outcome = PromptParity(*where, difference, gap, torch_token, onnx_token)
         (report.near_ties if gap < tie_tolerance else report.mismatches).append(outcome)
     return report

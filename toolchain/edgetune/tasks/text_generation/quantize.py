@@ -27,10 +27,10 @@ from edgetune.tasks.text_generation.export import build_chat_graph, copy_build
 from edgetune.tasks.text_generation.heldout import heldout_conversations
 from edgetune.tasks.text_generation.quantize_config import ChatQuantizeConfig
 from edgetune.tasks.text_generation.scoring import (
-    EncodedConversation,
+    HeldOutConversation,
     encode_conversations,
     spread,
-    teacher_forced_onnx,
+    teacher_forced,
 )
 from edgetune.tasks.text_generation.variants import CHAT_VARIANTS, ChatVariant
 from edgetune_runtime.atomic_write import current_umask
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 VARIANTS_REPORT = "variants.json"
 
-VariantScorer = Callable[[str, Decoder, list[EncodedConversation], object], dict]
+VariantScorer = Callable[[str, Decoder, list[HeldOutConversation], object], dict]
 """(variant name, its decoder, the scored conversations, the tokenizer) -> figures added to its row."""
 _VARIANT_SCORERS: dict[str, VariantScorer] = {}
 
@@ -76,7 +76,9 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
-    conversations = encode_conversations(tokenizer, spread(examples, config.score_prompts), context_length)
+    fp32 = load_build(onnx_dir, config.threads)
+    stop_ids = fp32.layout.eos_token_ids or (tokenizer.eos_token_id,)
+    conversations = encode_conversations(tokenizer, spread(examples, config.score_prompts), stop_ids, context_length)
     timing_prompts = [c.prompt_ids for c in spread(conversations, config.timing_prompts)]
     longest = max(len(prompt) for prompt in timing_prompts) + config.timing_new_tokens
     if longest > context_length:
@@ -85,8 +87,7 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
                             f"prompt pass the export's context of {context_length}; lower it")
     scorers = dict(_VARIANT_SCORERS if scorers is None else scorers)
 
-    fp32 = load_build(onnx_dir, config.threads)
-    fp32_scores = teacher_forced_onnx(fp32, conversations)
+    fp32_scores = teacher_forced(fp32, conversations)
     decoders = {"fp32": fp32}
     rows = {"fp32": {"description": "the export (reference)",
                      "size_mb": graph_size_mb(onnx_dir, fp32.layout.model_file),
@@ -104,7 +105,7 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
                 log.warning("variant %s failed: %s", name, error)
                 failures[name] = str(error)[:400]
                 continue
-            scores = teacher_forced_onnx(decoder, conversations)
+            scores = teacher_forced(decoder, conversations)
             decoders[name] = decoder
             rows[name] = {"description": variant.description,
                           "size_mb": graph_size_mb(built[name], decoder.layout.model_file),
@@ -197,7 +198,7 @@ def quantize_int8_matmuls(fp32_dir: Path, destination: Path, kind: str, model_fi
 
 
 def _extra_scores(scorers: Mapping[str, VariantScorer], name: str, decoder: Decoder,
-                  conversations: list[EncodedConversation], tokenizer) -> dict:
+                  conversations: list[HeldOutConversation], tokenizer) -> dict:
     figures: dict = {}
     for scorer in scorers.values():
         figures |= scorer(name, decoder, conversations, tokenizer)
