@@ -117,9 +117,11 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
         for name, timing in time_decoders(decoders, timing_prompts, config.timing_new_tokens).items():
             rows[name] |= timing
         judge_variants(rows, config)
-        # The table is shown before choosing, so a run that refuses still shows why.
-        log.info("\n%s", format_variant_table(rows, None))
-        chosen = choose_variant(rows, config)
+        try:
+            chosen = choose_variant(rows, config)
+        except EdgetuneError:
+            log.warning("\n%s", format_variant_table(rows, None))  # a refusal still shows the whole table
+            raise
         report = {"chosen": chosen, "reason": _reason(rows[chosen], config), "variants": rows, "failed": failures,
                   "budget": f"perplexity increase over fp32 <= {config.max_quality_drop}%",
                   "scored_conversations": len(conversations), "timed_prompts": len(timing_prompts),
