@@ -49,10 +49,16 @@ def export_chat(model_dir: str | Path, output_dir: str | Path, config: ChatExpor
                 ) -> ChatExportResult:
     """Build `model_dir` with onnxruntime-genai's builder and write it to `output_dir` if it passes parity.
 
+    `model_dir` is a Hugging Face causal-LM directory (an `edgetune finetune --task chat` output), a
+    packaged model id or a GGUF file (converted to a directory once, see `edgetune.models.gguf_dir`).
+
     Parity prompts are `config.validation`'s conversations, else the validation split `model_dir`
     was fine-tuned on. Nothing is written when a build fails, does not load, or fails the gate.
     """
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    from edgetune.models.gguf_dir import resolve_model_directory
+
+    # A packaged id or a .gguf becomes its (cached) Hugging Face directory: the builder reads only those.
+    model_dir, output_dir = resolve_model_directory(model_dir).path, Path(output_dir)
     model_config = check_chat_model_dir(model_dir)
     if output_dir.exists() and not force:
         raise EdgetuneError(f"{output_dir} already exists; choose another output path or pass --force to replace it")
