@@ -33,6 +33,7 @@ from edgetune.tasks.text_generation.export_config import ChatExportConfig
 from edgetune.tasks.text_generation.heldout import heldout_conversations
 from edgetune.tasks.text_generation.parity import ChatParityReport, compare_greedy
 from edgetune.tasks.text_generation.scoring import encode_conversations, spread, teacher_forced
+from edgetune.tasks.text_generation.variants import INT4_BUILDER_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,11 @@ def export_chat(model_dir: str | Path, output_dir: str | Path, config: ChatExpor
         built, variant = fp32_dir, "fp32"
         if config.precision == "int4":
             variant = f"int4-block{config.int4_block_size}"
-            built = build_chat_graph(model_dir, scratch / variant, "int4",
-                                     {"int4_block_size": config.int4_block_size,
-                                      "int4_accuracy_level": config.int4_accuracy_level},
-                                     config.context_length, scratch / "cache")
+            # The options of quantize's int4 variants (embeddings quantised too), with this block size and level.
+            options = {**INT4_BUILDER_OPTIONS, "int4_block_size": config.int4_block_size,
+                       "int4_accuracy_level": config.int4_accuracy_level}
+            built = build_chat_graph(model_dir, scratch / variant, "int4", options, config.context_length,
+                                     scratch / "cache")
             int4_scores = teacher_forced(load_build(built, threads=0), conversations)
             metrics |= {"perplexity": round(int4_scores.perplexity, 4),
                         "fp32_perplexity": round(fp32_scores.perplexity, 4),
