@@ -68,8 +68,17 @@ class TaskCommand(click.Command):
         if task not in self.task_params:
             task = self.default_task  # Click's choice check on --task then names the valid ones
         ctx.meta["edgetune.task"] = task
-        self.params = self.params_for(task)
         return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        # The task's parameters for this invocation only: the command object is shared (by every test
+        # in a process, by the recipe checks), so `self.params` keeps the default task's.
+        default_params = self.params
+        try:
+            self.params = self.params_for(ctx.meta.get("edgetune.task", self.default_task))
+            return super().get_params(ctx)
+        finally:
+            self.params = default_params
 
     def invoke(self, ctx: click.Context):
         ctx.params["task"] = ctx.meta["edgetune.task"]
