@@ -16,7 +16,8 @@ from edgetune_runtime.atomic_write import atomic_path, write_json_atomic, write_
 
 log = logging.getLogger("edgetune")
 
-PLOTTED = (("rouge_l", "ROUGE-L F"), ("intent_fidelity", "intent fidelity"), ("placeholder_share", "{{placeholder}} style"))
+PLOTTED = (("rouge_l", "ROUGE-L F"), ("intent_fidelity", "intent fidelity"),
+           ("placeholder_share", "{{placeholder}} style"))
 
 
 def write_chat_run_report(recipe, result) -> list[Path]:

@@ -32,5 +32,6 @@ CHAT_STAGES: dict[str, StageSpec] = {
                         "bundle", _call_on_input),
     "evaluate": StageSpec("evaluate", ChatEvaluateStageConfig,
                           "edgetune.tasks.text_generation.evaluate_stage:evaluate_stage", "evaluate", "onnx",
-                          "evaluation", _call_on_input, model_fields=("base",), reference_fields={"finetuned": "model"}),
+                          "evaluation", _call_on_input, model_fields=("base",),
+                          reference_fields={"finetuned": "model"}),
 }
