@@ -4,6 +4,7 @@ onnxruntime loop, quality of reference answers, one JSON per device that `edgetu
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import subprocess
@@ -11,13 +12,13 @@ import sys
 
 import pytest
 from chat_artifact import tiny_chat_bundle_dir, tiny_chat_onnx_dir  # noqa: F401 (session fixtures)
-from conftest import BITEXT
 
+from conftest import BITEXT
 from edgetune.report.merge import ReportConfig, report
 from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
 from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.errors import InputError
-from edgetune_runtime.tasks.generation.bench import GenerationBenchConfig, bench, format_table
+from edgetune_runtime.tasks.generation.bench import GenerationBenchConfig, bench
 from edgetune_runtime.tasks.generation.reference_scores import answer_nll
 
 CLI = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None; "
@@ -28,7 +29,7 @@ CLI = ("import sys; sys.modules['torch'] = sys.modules['transformers'] = None; "
 def labelled_prompts(tmp_path_factory):
     """Real Bitext prompts with their reference answers, as a CSV with the dataset's own column names."""
     with open(BITEXT, newline="", encoding="utf-8") as handle:
-        rows = [row for _, row in zip(range(12), csv.DictReader(handle))]
+        rows = list(itertools.islice(csv.DictReader(handle), 12))
     path = tmp_path_factory.mktemp("prompts") / "prompts.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=("instruction", "response"))
