@@ -261,4 +261,4 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-CLASSIFICATION_BENCH = TaskBench(BenchConfig, bench, format_table)
+TASK_BENCH = TaskBench(BenchConfig, bench, format_table)

@@ -28,7 +28,9 @@ class TaskSpec:
     section_files: tuple[str, ...] = ()
     """Keys of the section that name bundle files the runtime opens (each must be a listed, hashed file)."""
     bench: str | None = None
-    """`module:name` of the task's `TaskBench`: what `edgetune-runtime bench` runs for its bundles."""
+    """The module whose `TASK_BENCH` (a `TaskBench`) `edgetune-runtime bench` runs for the task's bundles. A module
+    name, not `module:name` like `bundle_class`: only the bench imports it, and the toolchain's stage code keys
+    follow `module:name` strings, so the stages that load bundles do not hash bench code they never run."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ def task_bench(task: str) -> TaskBench:
     spec = task_spec(task)
     if spec.bench is None:
         raise BundleError(f"task {task!r} has no benchmark in this runtime")
-    module, name = spec.bench.split(":")
-    return getattr(importlib.import_module(module), name)
+    return importlib.import_module(spec.bench).TASK_BENCH
 
 
 def bundle_class(task: str) -> type:
@@ -99,7 +100,7 @@ def bundle_class(task: str) -> type:
 
 register_task(TaskSpec("text-classification", "classification",
                        "edgetune_runtime.tasks.classification:ClassificationBundle", section_files=("labels_file",),
-                       bench="edgetune_runtime.bench:CLASSIFICATION_BENCH"))
+                       bench="edgetune_runtime.bench"))
 register_task(TaskSpec("text-generation", "generation", "edgetune_runtime.tasks.generation.bundle:GenerationBundle",
                        section_files=("genai_config",),
-                       bench="edgetune_runtime.tasks.generation.bench:GENERATION_BENCH"))
+                       bench="edgetune_runtime.tasks.generation.bench"))

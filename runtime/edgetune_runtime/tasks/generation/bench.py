@@ -349,4 +349,4 @@ def format_table(result: GenerationBenchResult) -> str:
     return "\n".join(lines)
 
 
-GENERATION_BENCH = TaskBench(GenerationBenchConfig, bench, format_table)
+TASK_BENCH = TaskBench(GenerationBenchConfig, bench, format_table)
