@@ -12,8 +12,10 @@ import sys
 
 import pytest
 from chat_artifact import tiny_chat_bundle_dir, tiny_chat_onnx_dir  # noqa: F401 (session fixtures)
+from click.testing import CliRunner
 
 from conftest import BITEXT
+from edgetune.cli.main import cli
 from edgetune.report.merge import ReportConfig, report
 from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
 from edgetune_runtime.bundle import Bundle
@@ -150,11 +152,23 @@ def test_a_bad_prompts_file_is_one_line(tiny_chat_bundle_dir, tmp_path, content,
 
 
 def test_report_merges_a_generation_result_beside_classification_ones(result, tmp_path):
-    path = tmp_path / "chat.json"
-    path.write_text(json.dumps(result))
-    merged = report([path], tmp_path / "report", ReportConfig())
-    markdown = (tmp_path / "report" / "report.md").read_text()
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(result))
+    merged = report([chat], tmp_path / "chat-report", ReportConfig())
+    markdown = (tmp_path / "chat-report" / "report.md").read_text()
     run = result["runs"][0]
-    assert "| tiny-chat t1 |" in markdown and f"{run['decode_tokens_per_s']:.1f}" in markdown
-    assert f"{result['quality']['perplexity']:.3f}" in markdown
-    assert merged.rows == [] and "first token ms" in merged.table
+    assert "| tiny-chat t1 |" in markdown and "| tiny-chat t2 |" in markdown
+    assert f"{run['decode_tokens_per_s']:.1f}" in markdown and f"{result['quality']['perplexity']:.3f}" in markdown
+    assert merged.rows == [] and "first token ms (short / medium / long)" in merged.table
+    assert not (tmp_path / "chat-report" / "pareto.png").exists()  # nothing to plot accuracy of
+
+    # Beside a classification result (as an older device wrote it, with no task named): both tables, one plot.
+    classifier = {"schema": SCHEMA, "schema_version": 2, "device": result["device"], "bundle": {
+        "name": "minilm-int8", "size_mb": 21.9}, "runs": [{"threads": 1, "batch_size": 1, "accuracy": 0.9,
+                                                          "p50_ms": 3.1, "p90_ms": 3.5, "throughput_texts_per_s": 300}]}
+    (tmp_path / "classifier.json").write_text(json.dumps(classifier))
+    done = CliRunner().invoke(cli, ["report", str(chat), str(tmp_path / "classifier.json"), "-o",
+                                    str(tmp_path / "both")])
+    assert done.exit_code == 0, done.output
+    assert "| minilm-int8 t1 |" in done.output and "| tiny-chat t2 |" in done.output
+    assert "Pareto front: minilm-int8 t1" in done.output and (tmp_path / "both" / "pareto.png").is_file()
