@@ -323,7 +323,8 @@ def _task_bench_config(config_class: type, task: str, options: dict, given: list
     missing = [name for name, field in fields.items() if field.default is dataclasses.MISSING
                and field.default_factory is dataclasses.MISSING and options.get(name) is None]
     if missing:
-        raise InputError(f"--{missing[0].replace('_', '-')}: a {task} bundle's bench needs it")
+        flag = f"--{missing[0].replace('_', '-')}"
+        raise InputError(f"{flag}: a {task} bundle's bench needs it; pass {flag} (see --help)")
     return config_class(**{name: value for name, value in options.items() if name in fields and value is not None})
 
 
