@@ -25,7 +25,10 @@ from edgetune.cli.data_options import CHAT_DATA_OPTIONS, DATA_OPTIONS
 from edgetune.cli.distill_command import DISTILL_OPTIONS, distill_command
 from edgetune.cli.export_command import (
     BUNDLE_OPTIONS,
+    CHAT_EXPORT_OPTIONS,
+    CHAT_QUANTIZE_OPTIONS,
     EXPORT_OPTIONS,
+    GENERATION_BUNDLE_OPTIONS,
     QUANTIZE_OPTIONS,
     bundle_command,
     export_command,
@@ -35,7 +38,7 @@ from edgetune.cli.finetune_command import CHAT_FINETUNE_OPTIONS, FINETUNE_OPTION
 from edgetune.cli.main import cli
 from edgetune.cli.report_command import REPORT_OPTIONS, report_command
 from edgetune.cli.task_options import canonical_task
-from edgetune.configuration import HELP
+from edgetune.configuration import HELP, build_config
 from edgetune.errors import ConfigError
 from edgetune.finetune.config import LoraSettings
 from edgetune.quantize.variants import DEFAULT_VARIANTS, PRESETS, VARIANTS
@@ -55,9 +58,13 @@ STAGE_COMMANDS: dict[str, tuple[click.Command, tuple[ConfigOptions, ...], set[st
                              {"--output", "--resume", "--force", "--keep-checkpoints", "--help", "--task"}),
     "distill": (distill_command, (DATA_OPTIONS, DISTILL_OPTIONS),
                 {"--output", "--resume", "--force", "--keep-checkpoints", "--help"}),
-    "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help"}),
-    "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help"}),
+    "export": (export_command, (EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
+    "quantize": (quantize_command, (QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
     "bundle": (bundle_command, (BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
+    # A command's flag set for another task: `--task` in the name picks it (`TaskCommand.params_for`).
+    "export --task chat": (export_command, (CHAT_EXPORT_OPTIONS,), {"--force", "--help", "--task"}),
+    "quantize --task chat": (quantize_command, (CHAT_QUANTIZE_OPTIONS,), {"--list", "--force", "--help", "--task"}),
+    "bundle --task chat": (bundle_command, (GENERATION_BUNDLE_OPTIONS,), {"--force", "--help", "--task"}),
     "report": (report_command, (REPORT_OPTIONS,), {"--output", "--force", "--help"}),
     "data inspect": (inspect, (DATA_OPTIONS,), {"--model", "--max-length", "--report", "--help", "--task"}),
     "data inspect --task chat": (inspect, (CHAT_DATA_OPTIONS,),
@@ -224,6 +231,22 @@ def test_export_quantize_bundle_from_the_cli_equal_the_recipe(tmp_path, data_fil
     bundle = cli_config("bundle", [*paths, "--ort", "--zip", "--golden-examples", "8", "--validation",
                                    data_files["test"]])
     assert bundle == loaded.stages["bundle"].config and bundle.ort_format
+
+
+def test_chat_export_and_quantize_from_the_cli_equal_the_recipe_stage_config(tmp_path):
+    from edgetune.tasks.text_generation.stages import CHAT_EXPORT_STAGES
+
+    paths, chat = [str(tmp_path), "o"], ["--task", "chat"]
+    export = cli_config("export --task chat", [*paths, *chat, "--precision", "int4", "--int4-block-size", "64",
+                                               "--context-length", "512", "--parity-prompts", "4"])
+    assert export == build_config(CHAT_EXPORT_STAGES["export"].config_class,
+                                  {"precision": "int4", "int4_block_size": 64, "context_length": 512,
+                                   "parity_prompts": 4}, "export")
+    quantize = cli_config("quantize --task chat", [*paths, *chat, "--variant", "int8", "--variant", "int4-block32",
+                                                   "--max-quality-drop", "5", "--keep", "int8"])
+    assert quantize == build_config(CHAT_EXPORT_STAGES["quantize"].config_class,
+                                    {"variants": ["int8", "int4-block32"], "max_quality_drop": 5, "keep": "int8"},
+                                    "quantize")
 
 
 def test_report_from_the_cli_builds_its_config(tmp_path):

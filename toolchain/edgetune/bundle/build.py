@@ -165,8 +165,11 @@ def _write_golden(staging: Path, task: Task, manifest: dict, inputs: list) -> No
 
 
 def _variants_table(source_dir: Path) -> dict | None:
-    report = source_dir / "quantize_report.json"
-    return json.loads(report.read_text()).get("variants") if report.is_file() else None
+    # quantize_report.json from a classifier's quantize, variants.json from a chat model's.
+    for report in (source_dir / "quantize_report.json", source_dir / "variants.json"):
+        if report.is_file():
+            return json.loads(report.read_text()).get("variants")
+    return None
 
 
 def _convert_to_ort(staging: Path) -> None:

@@ -21,12 +21,21 @@ def named_models(arguments: tuple[str, ...]) -> list[tuple[str, Path]]:
         name, separator, path = argument.partition("=")
         if not separator or not name or Path(argument).exists():
             name, path = Path(argument).name or argument, argument
-        models.append((name, Path(path)))
+        models.append((name, _model_directory(path)))
     names = [name for name, _ in models]
     repeated = next((name for name in names if names.count(name) > 1), None)
     if repeated is not None:
         raise EdgetuneError(f"two models are named {repeated!r}; name them apart with NAME=PATH")
     return models
+
+
+def _model_directory(path: str) -> Path:
+    """A directory as given; a packaged or hub id (the base model, say) resolved to its local directory."""
+    if Path(path).exists():
+        return Path(path)
+    from edgetune.models.gguf_dir import resolve_model_directory
+
+    return Path(resolve_model_directory(path).path)
 
 
 @task_command("evaluate", {"text-generation": [CHAT_EVALUATE_OPTIONS]})

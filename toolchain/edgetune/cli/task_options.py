@@ -90,13 +90,26 @@ def task_of_input_dir() -> Callable[[list[str]], str | None]:
 
         from edgetune.stage_manifest import read_stage_manifest
 
-        # The first argument naming a directory with a manifest: option values are not directories.
+        # The first argument naming a directory: option values are not directories. A model no edgetune
+        # stage wrote (a Hugging Face chat model) is told by its config.json's architectures.
         for arg in args:
             if not arg.startswith("-") and Path(arg).is_dir():
                 try:
-                    return read_stage_manifest(Path(arg)).get("task")
+                    return read_stage_manifest(Path(arg)).get("task") or _task_of_model_config(Path(arg))
                 except Exception:  # a damaged manifest is reported by the stage itself, with its path
                     return None
         return None
 
     return infer
+
+
+def _task_of_model_config(directory) -> str | None:
+    import json
+
+    from edgetune.tasks import task_for_model_config
+
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        return None
+    task = task_for_model_config(json.loads(config_path.read_text(encoding="utf-8")))
+    return task.name if task else None

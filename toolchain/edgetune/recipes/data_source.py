@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from edgetune.configuration import config_to_dict
 from edgetune.data.config import DataConfig

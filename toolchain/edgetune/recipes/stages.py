@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgetune.bundle.config import BundleConfig
-from edgetune.data.config import DataConfig
 from edgetune.distill.config import DistillConfig
 from edgetune.export.config import ExportConfig
 from edgetune.finetune.config import FinetuneConfig
@@ -22,14 +21,15 @@ from edgetune.quantize.config import QuantizeConfig
 from edgetune.recipes.bench_stage import BenchStageConfig
 from edgetune.recipes.code_imports import CodeRoot
 
-Artifact = Literal["data", "model", "onnx", "bundle", "bench"]
+Artifact = Literal["data", "model", "onnx", "bundle", "bench", "evaluation"]
 
 
 @dataclass
 class StageCall:
     """Everything one stage run gets: the data, its config, where its input is and where to write."""
 
-    data: DataConfig
+    data: Any
+    """The task's data config (`DataConfig` for classification, `ChatDataConfig` for chat)."""
     config: Any
     output_dir: Path
     input_dir: Path | None = None

@@ -35,6 +35,10 @@ RECIPE_TASKS: dict[str, RecipeTask] = {
     "text-classification": RecipeTask("edgetune.recipes.stages:STAGES", "edgetune.recipes.schema:RecipeData",
                                       "edgetune.recipes.data_source:resolve_data",
                                       "edgetune.recipes.report:write_run_report"),
+    "text-generation": RecipeTask("edgetune.tasks.text_generation.stages:CHAT_STAGES",
+                                  "edgetune.data.chat_config:ChatDataConfig",
+                                  "edgetune.tasks.text_generation.recipe_data:resolve_chat_data",
+                                  "edgetune.tasks.text_generation.run_report:write_chat_run_report"),
 }
 
 

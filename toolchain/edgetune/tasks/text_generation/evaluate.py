@@ -233,20 +233,20 @@ def format_scores_table(scores: dict) -> str:
     def cell(value, fmt: str) -> str:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
-    header = f"{'model':<24}{'engine':>8}{'n':>5}{'ppl':>9}{'ROUGE-L':>9}{'fidelity':>10}{'{{ph}}':>8}" \
+    header = f"{'model':<32}{'engine':>8}{'n':>5}{'ppl':>9}{'ROUGE-L':>9}{'fidelity':>10}{'{{ph}}':>8}" \
              f"{'words':>8}{'tokens':>8}"
     lines = [header]
     for name, row in scores["models"].items():
-        lines.append(f"{name[:24]:<24}{row['engine']:>8}{row['n']:>5}{cell(row['perplexity'], '.3f'):>9}"
+        lines.append(f"{name[:32]:<32}{row['engine']:>8}{row['n']:>5}{cell(row['perplexity'], '.3f'):>9}"
                      f"{cell(row['rouge_l'], '.3f'):>9}{cell(row['intent_fidelity'], '.1%'):>10}"
                      f"{cell(row['placeholder_share'], '.0%'):>8}{cell(row['mean_answer_words'], '.1f'):>8}"
                      f"{cell(row['mean_answer_tokens'], '.1f'):>8}")
     reference = scores["reference"]
-    lines.append(f"{'reference answers':<24}{'':>8}{scores['prompts']:>5}{'':>9}{'':>9}"
+    lines.append(f"{'reference answers':<32}{'':>8}{scores['prompts']:>5}{'':>9}{'':>9}"
                  f"{cell(reference['judge_accuracy'], '.1%'):>10}{cell(reference['placeholder_share'], '.0%'):>8}"
                  f"{cell(reference['mean_answer_words'], '.1f'):>8}")
     for name, delta in scores["deltas_vs_base"].items():
-        lines.append(f"{(name + ' - base')[:24]:<24}{'':>8}{'':>5}{cell(delta['perplexity'], '+.3f'):>9}"
+        lines.append(f"{(name + ' - base')[:32]:<32}{'':>8}{'':>5}{cell(delta['perplexity'], '+.3f'):>9}"
                      f"{cell(delta['rouge_l'], '+.3f'):>9}{cell(delta['intent_fidelity'], '+.1%'):>10}"
                      f"{cell(delta['placeholder_share'], '+.0%'):>8}{cell(delta['mean_answer_words'], '+.1f'):>8}"
                      f"{cell(delta['mean_answer_tokens'], '+.1f'):>8}")

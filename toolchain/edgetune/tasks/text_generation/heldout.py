@@ -32,8 +32,8 @@ def heldout_conversations(model_dir: Path, split: HeldOutSplit, file: str | None
     """
     recorded = recorded_chat_config(model_dir)
     if file is not None:
-        settings = {key: value for key, value in vars(recorded).items()
-                    if key in ("prompt_column", "response_column", "intent_column", "system_prompt")} if recorded else {}
+        columns = ("prompt_column", "response_column", "intent_column", "system_prompt")
+        settings = {key: value for key, value in vars(recorded).items() if key in columns} if recorded else {}
         settings.update(config_overrides or {})
         # Read as a training file of its own: the validation carve-out is put back so every row is returned.
         data = load_chat_data(ChatDataConfig(train=file, **settings))

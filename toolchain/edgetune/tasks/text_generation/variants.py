@@ -1,0 +1,46 @@
+"""The quantised variants of a chat model: how each is built, from the fine-tuned model or the fp32 graph.
+
+int4 variants are onnxruntime-genai builder runs (MatMulNBits, symmetric, int8 activations), built from
+the Hugging Face model the fp32 export came from. The int8 variants quantise the fp32 graph's MatMuls with
+onnxruntime's quantisers. On SmolLM2-135M's builder graph (16 Bitext validation answers; 1 thread, side by
+side), 8-bit MatMulNBits weights kept perplexity at 7.27 against fp32's 7.24 at 103 tokens/s (fp32 38);
+`quantize_dynamic` decoded faster, 121 tokens/s, but raised perplexity to 13.4 (11.7 per channel). Both are
+offered and the quality budget decides: `int8` is the MatMulNBits one. Light: imported by the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ChatVariant:
+    name: str
+    description: str
+    kind: Literal["builder", "matmul-nbits-int8", "dynamic-int8"]
+    builder_options: dict[str, object] = field(default_factory=dict)
+
+
+# The embedding table is not shared with the lm_head (NOTES pitfall 3), so the builder would leave it in fp32:
+# 113 MB of SmolLM2's 200 MB int4 graph. Quantising its Gather too took the graph to 104 MB at the same
+# perplexity (9.57 against 9.53; fp32 7.24).
+_INT4 = {"int4_accuracy_level": 4, "int4_op_types_to_quantize": "MatMul/Gather"}
+
+CHAT_VARIANTS: dict[str, ChatVariant] = {variant.name: variant for variant in (
+    ChatVariant("int4-block32", "builder int4 (weights and embeddings), 32-weight blocks, int8 activations",
+                "builder", {**_INT4, "int4_block_size": 32}),
+    ChatVariant("int4-block128", "builder int4, 128-weight blocks: smaller, usually worse (NOTES: 9.60 ppl vs 8.02)",
+                "builder", {**_INT4, "int4_block_size": 128}),
+    # k_quant_last over rtn_last: SmolLM2 perplexity 9.25 against 9.65 (agreement 74.4% against 71.8%). With
+    # an algo config the builder leaves the embedding Gather in fp32 (216 MB), whatever the op types say.
+    ChatVariant("int4-int8head", "builder int4 (k-quant) with the lm_head in int8 (int4_algo_config=k_quant_last)",
+                "builder", {**_INT4, "int4_block_size": 32, "int4_algo_config": "k_quant_last"}),
+    ChatVariant("int8", "every MatMul of the fp32 graph as 8-bit MatMulNBits (block 128, symmetric, int8 activations)",
+                "matmul-nbits-int8"),
+    ChatVariant("int8-dynamic", "every MatMul of the fp32 graph in dynamic int8 (quantize_dynamic): faster than int8, "
+                "much worse perplexity on SmolLM2", "dynamic-int8"),
+)}
+
+DEFAULT_CHAT_VARIANTS = ("int4-block32", "int4-int8head", "int8")
+"""Block 128 lost quality everywhere it was measured (NOTES), so it is tried only when asked or with auto."""
