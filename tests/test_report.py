@@ -16,7 +16,7 @@ from edgetune.report.pareto import pareto_front
 from edgetune.report.plot import write_pareto_plot
 from edgetune.report.rows import ReportRow
 from edgetune.report.table import format_table
-from edgetune_runtime.bench import BenchConfig, bench
+from edgetune_runtime.bench import SCHEMA_VERSION, BenchConfig, bench
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -110,7 +110,7 @@ def test_truncated_result_is_named(bench_results, tmp_path):
 
 def test_a_schema_1_result_without_per_class_f1_still_reads(bench_results, tmp_path):
     payload = json.loads(bench_results[0].read_text())
-    assert payload["schema_version"] == 2 and all(run["per_class_f1"] for run in payload["runs"])
+    assert payload["schema_version"] == SCHEMA_VERSION and all(run["per_class_f1"] for run in payload["runs"])
     for run in payload["runs"]:
         del run["per_class_f1"]  # what `edgetune-runtime bench` wrote before schema 2
     payload["schema_version"] = 1
@@ -120,8 +120,8 @@ def test_a_schema_1_result_without_per_class_f1_still_reads(bench_results, tmp_p
     assert [row.accuracy for row in rows_from_bench(old)] == [run["accuracy"] for run in payload["runs"]]
     assert len(result.rows) == 8 and result.front
     newer = tmp_path / "newer.json"
-    newer.write_text(json.dumps(payload | {"schema_version": 3}))
-    with pytest.raises(EdgetuneError, match="bench schema version 3 is newer than this edgetune reads"):
+    newer.write_text(json.dumps(payload | {"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(EdgetuneError, match=f"bench schema version {SCHEMA_VERSION + 1} is newer than this edgetune"):
         rows_from_bench(newer)
 
 

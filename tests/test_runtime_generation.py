@@ -351,14 +351,17 @@ def test_the_generation_runtime_imports_without_jinja_or_the_heavy_stack():
     assert result.returncode == 0, result.stderr
 
 
-def test_bench_refuses_a_generation_bundle_in_one_line(tiny_chat_bundle_dir, tmp_path):  # noqa: F811
+def test_the_classification_bench_refuses_a_generation_bundle_in_one_line(tiny_chat_bundle_dir, tmp_path):  # noqa: F811
+    # `edgetune-runtime bench` dispatches on the task (tests/test_runtime_generation_bench.py); the
+    # classification bench's own API still refuses another task's bundle.
+    from edgetune_runtime.bench import BenchConfig, bench
+
     data = tmp_path / "labelled.csv"
     data.write_text("text,label\nhello,a\n")
-    result = _cli("bench", str(tiny_chat_bundle_dir), "--data", str(data), "--cold-starts", "0")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: {tiny_chat_bundle_dir}: a 'text-generation' bundle is a GenerationBundle, not a "
-        "ClassificationBundle; it cannot run here (Bundle.load opens any task)"]
+    with pytest.raises(BundleError) as refused:
+        bench(tiny_chat_bundle_dir, BenchConfig(data=str(data), cold_starts=0))
+    assert str(refused.value) == (f"{tiny_chat_bundle_dir}: a 'text-generation' bundle is a GenerationBundle, not a "
+                                  "ClassificationBundle; it cannot run here (Bundle.load opens any task)")
 
 
 def test_greedy_tokens_equal_onnxruntime_genai_generator_on_the_bundle(bundle):

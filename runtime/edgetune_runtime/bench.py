@@ -10,11 +10,8 @@ by `edgetune report`.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,16 +22,18 @@ from pathlib import Path
 from edgetune_runtime import __version__
 from edgetune_runtime.atomic_write import write_json_atomic
 from edgetune_runtime.bundle import Bundle, ClassificationBundle
-from edgetune_runtime.cold_start import peak_rss_mb
+from edgetune_runtime.cold_start import peak_rss_mb, time_cold_starts
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.errors import InputError
 from edgetune_runtime.latency import Timings, time_batch1, time_batches
 from edgetune_runtime.scoring import accuracy, macro_f1, per_class_f1
+from edgetune_runtime.tasks import TaskBench
 from edgetune_runtime.texts_file import read_texts
 
 SCHEMA = "edgetune-runtime-bench"
-SCHEMA_VERSION = 2
-"""2: every run carries `per_class_f1`, from the same predictions as its accuracy and macro-F1."""
+SCHEMA_VERSION = 3
+"""2: every run carries `per_class_f1`, from the same predictions as its accuracy and macro-F1.
+3: every result names its `task`; a text-generation result (tasks/generation/bench.py) has its own runs."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class BenchResult:
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict:
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **asdict(self)}
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "task": self.bundle["task"], **asdict(self)}
 
     def write(self, path: str | Path) -> Path:
         """Write the JSON result atomically (a half-written result never sits at `path`)."""
@@ -133,14 +132,17 @@ def bench(bundle_path: str | Path, config: BenchConfig, *, command: list[str] | 
     """Benchmark the bundle at `bundle_path` on this device; see the module docstring."""
     progress = progress or (lambda message: None)
     bundle_path = Path(bundle_path)
-    previous_affinity = _pin(config.pin_cores) if config.pin_cores is not None else None
+    previous_affinity = pin_cores(config.pin_cores) if config.pin_cores is not None else None
     try:
         # Labelled texts are classification's: a bundle of another task is refused in one line.
         probe = ClassificationBundle.load(bundle_path, intra_op_threads=1, providers=config.providers)
         texts, labels = _labelled_texts(config, probe.labels)
         progress(f"{len(texts)} labelled texts from {config.data}")
-        cold_start = _cold_start(bundle_path, texts[0], config, progress) if config.cold_starts else None
-        result = BenchResult(device=_device(probe), bundle=_describe_bundle(bundle_path, probe, config.name),
+        cold_start = None
+        if config.cold_starts:
+            progress(f"cold start: {config.cold_starts} fresh processes")
+            cold_start = time_cold_starts(bundle_path, texts[0], config.threads[0], config.cold_starts)
+        result = BenchResult(device=describe_device(probe), bundle=_describe_bundle(bundle_path, probe, config.name),
                              data={"path": str(Path(config.data).resolve()), "texts": len(texts)},
                              command=command if command is not None else list(sys.argv),
                              cold_start=cold_start, peak_rss_mb=None)
@@ -180,7 +182,8 @@ def _run(threads: int, batch_size: int, load_s: float, timings: Timings, labels:
     return run
 
 
-def _pin(cores: tuple[int, ...]) -> set[int]:
+def pin_cores(cores: tuple[int, ...]) -> set[int]:
+    """Run this process (and the processes it starts) on `cores` only; returns the cores it could use before."""
     if not hasattr(os, "sched_setaffinity"):
         raise InputError(f"--pin-cores: {platform.system()} does not let a process pin itself to cores; "
                          "leave --pin-cores out (or use taskset/start /affinity from the shell)")
@@ -210,30 +213,8 @@ def _labelled_texts(config: BenchConfig, bundle_labels: list[str]) -> tuple[list
     return texts, labels
 
 
-def _cold_start(bundle_path: Path, text: str, config: BenchConfig, progress: Callable[[str], None]) -> dict:
-    """Median over fresh processes of (first prediction ready) - (just before the process was started)."""
-    progress(f"cold start: {config.cold_starts} fresh processes")
-    threads = config.threads[0]
-    runs = []
-    for _ in range(config.cold_starts):
-        started_unix = time.time()
-        finished = subprocess.run([sys.executable, "-m", "edgetune_runtime.cold_start", str(bundle_path), text,
-                                   str(threads)], capture_output=True, text=True)
-        if finished.returncode != 0:
-            last = (finished.stderr.strip().splitlines() or ["no output"])[-1]
-            raise InputError(f"{bundle_path}: the cold-start process failed: {last}")
-        report = json.loads(finished.stdout.strip().splitlines()[-1])
-        runs.append(report | {"cold_start_s": report["first_prediction_unix"] - started_unix})
-    median = statistics.median(run["cold_start_s"] for run in runs)
-    return {"median_s": round(median, 4), "runs_s": [round(run["cold_start_s"], 4) for run in runs],
-            "import_s": round(statistics.median(run["import_s"] for run in runs), 4),
-            "load_s": round(statistics.median(run["load_s"] for run in runs), 4),
-            "first_predict_s": round(statistics.median(run["first_predict_s"] for run in runs), 4),
-            "cpu_s": round(statistics.median(run["cpu_s"] for run in runs), 4) if runs[0]["cpu_s"] else None,
-            "peak_rss_mb": max((run["peak_rss_mb"] or 0) for run in runs) or None, "threads": threads}
-
-
-def _device(bundle: Bundle) -> dict:
+def describe_device(bundle: Bundle) -> dict:
+    """The machine, the runtime's versions and the execution provider `bundle`'s session runs on."""
     import onnxruntime
 
     return describe_machine() | {
@@ -278,3 +259,6 @@ def format_table(result: BenchResult) -> str:
                      f"peak RSS {cold['peak_rss_mb']} MB")
     lines.append(f"model {result.bundle['size_mb']:.2f} MB; peak RSS of this benchmark {result.peak_rss_mb} MB")
     return "\n".join(lines)
+
+
+TASK_BENCH = TaskBench(BenchConfig, bench, format_table)

@@ -219,41 +219,113 @@ def _numbers(option: str):
 
 @main.command()
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
-@click.option("--data", required=True, type=click.Path(dir_okay=False),
-              help="Labelled texts (CSV, TSV or JSONL) to time and score on.")
-@click.option("--text-column", default=None, help="Column holding the text (found by name when left out).")
-@click.option("--label-column", default=None, help="Column holding the label (found by name when left out).")
+@click.option("--data", default=None, type=click.Path(dir_okay=False),
+              help="Classification: labelled texts (CSV, TSV or JSONL) to time and score on (required). Generation: "
+                   "prompts (JSONL with messages or a prompt column, CSV/TSV, .txt), optionally with reference "
+                   "answers; default: the bundle's golden prompts.")
+@click.option("--text-column", default=None, help="Classification: column holding the text (found by name when left "
+                                                  "out).")
+@click.option("--label-column", default=None, help="Classification: column holding the label (found by name when "
+                                                   "left out).")
+@click.option("--prompt-column", default=None, help="Generation: column holding the prompt (found by name: prompt, "
+                                                    "instruction, text, ...).")
+@click.option("--reference-column", default=None, help="Generation: column holding the reference answer, for "
+                                                       "perplexity and ROUGE-L (found by name: response, ...).")
 @click.option("--threads", default="1", show_default=True, callback=_numbers("--threads"),
               help="Intra-op thread counts to sweep, comma-separated (0: ONNX Runtime chooses).")
-@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_numbers("--batch-sizes"),
-              help="Batch sizes to sweep, comma-separated; batch 1 is also timed against raw onnxruntime.")
+@click.option("--batch-sizes", default=None, callback=_numbers("--batch-sizes"),
+              help="Classification: batch sizes to sweep, comma-separated (default 1,8,32); batch 1 is also timed "
+                   "against raw onnxruntime.")
+@click.option("--new-tokens", type=click.IntRange(min=2), default=None,
+              help="Generation: tokens decoded per timed answer, every time (default 64).")
+@click.option("--prompts-per-length", type=click.IntRange(min=1), default=None,
+              help="Generation: prompts timed at each length, short/medium/long (default 5).")
+@click.option("--long-prompt-tokens", type=click.IntRange(min=2), default=None,
+              help="Generation: cap of the long prompts in tokens (default: the context beside --new-tokens).")
+@click.option("--quality-rows", type=click.IntRange(min=0), default=None,
+              help="Generation: rows with a reference answer scored for perplexity and ROUGE-L (default 32; 0 skips).")
 @click.option("--pin-cores", default=None, callback=_numbers("--pin-cores"),
               help="Run on these cores only, e.g. 0 or 2,3 (Linux/Android).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N texts.")
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Untimed calls before each setting.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only the first N rows of --data (classification default: all; generation: 200).")
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Untimed calls (classification, default 20) or rounds (generation, default 1) before each setting.")
 @click.option("--cold-starts", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Fresh processes timed from start to first prediction (0 skips).")
+              help="Fresh processes timed from start to first prediction or first token (0 skips).")
 @click.option("--provider", "providers", multiple=True, metavar="NAME",
               help="ONNX Runtime execution provider (repeatable). Default: CPUExecutionProvider.")
 @click.option("--name", default=None, help="What merged reports call this bundle (default: its folder or zip name).")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON result here.")
-def bench(bundle_path: str, output_path: str | None, providers: tuple[str, ...], **options) -> None:
-    """Measure latency, throughput, cold start, memory and accuracy of BUNDLE on this device.
+@click.pass_context
+def bench(ctx: click.Context, bundle_path: str, output_path: str | None, providers: tuple[str, ...],
+          **options) -> None:
+    """Measure speed, cold start, memory and quality of BUNDLE on this device, by the bundle's task.
 
+    Classification: batch-1 latency beside raw onnxruntime, throughput per batch size, accuracy.
+    Generation: time to first token of short/medium/long prompts, decode tokens/s and inter-token
+    latency beside a bare onnxruntime loop, perplexity and ROUGE-L of reference answers.
     Prints a table; with -o, also writes one JSON result naming the device (CPU, cores, ISA flags,
     OS, onnxruntime version, execution provider), which `edgetune report` merges across devices.
     """
-    from edgetune_runtime.bench import BenchConfig, format_table
-    from edgetune_runtime.bench import bench as run_bench
+    from edgetune_runtime.tasks import task_bench
 
-    config = BenchConfig(**options, providers=providers or ("CPUExecutionProvider",))
-    result = run_bench(bundle_path, config, command=["edgetune-runtime", *sys.argv[1:]],
-                       progress=lambda message: click.echo(message, err=True))
-    click.echo(format_table(result))
+    task = _bundle_task(bundle_path)
+    task_benchmark = task_bench(task)
+    given = [name for name in options if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                                                          click.core.ParameterSource.ENVIRONMENT)]
+    config = _task_bench_config(task_benchmark.config, task, options | {"providers": providers or None}, given)
+    result = task_benchmark.run(bundle_path, config, command=["edgetune-runtime", *sys.argv[1:]],
+                                progress=lambda message: click.echo(message, err=True))
+    click.echo(task_benchmark.format_table(result))
     if output_path:
         click.echo(f"written to {result.write(output_path)}", err=True)
+
+
+def _bundle_task(bundle_path: str) -> str:
+    """The manifest's task, read without loading the bundle: the task's bench loads and verifies it."""
+    import zipfile
+    from pathlib import Path
+
+    from edgetune_runtime.json_limits import loads_bounded
+    from edgetune_runtime.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES
+
+    path = Path(bundle_path)
+    try:
+        if path.is_dir():
+            with open(path / MANIFEST_FILE, "rb") as handle:
+                raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        else:
+            with zipfile.ZipFile(path) as archive, archive.open(MANIFEST_FILE) as handle:
+                raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        task = loads_bounded(raw, str(path)).get("task")
+        if isinstance(task, str):
+            return task
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
+        pass
+    from edgetune_runtime.bundle import Bundle
+
+    # Not readable as a bundle: loading it says why in one line (and, should it load, names its task).
+    return Bundle.load(bundle_path, intra_op_threads=1).manifest["task"]
+
+
+def _task_bench_config(config_class: type, task: str, options: dict, given: list[str]):
+    """The task's bench config from the command's options: those it has, set or defaulted there; an option
+    given that it lacks, or a required one missing, is refused in one line."""
+    import dataclasses
+
+    from edgetune_runtime.errors import InputError
+
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    foreign = [name for name in given if name not in fields]
+    if foreign:
+        raise InputError(f"--{foreign[0].replace('_', '-')} does not apply to a {task} bundle; leave it out")
+    missing = [name for name, field in fields.items() if field.default is dataclasses.MISSING
+               and field.default_factory is dataclasses.MISSING and options.get(name) is None]
+    if missing:
+        flag = f"--{missing[0].replace('_', '-')}"
+        raise InputError(f"{flag}: a {task} bundle's bench needs it; pass {flag} (see --help)")
+    return config_class(**{name: value for name, value in options.items() if name in fields and value is not None})
 
 
 @main.command()

@@ -1,15 +1,17 @@
-"""Cold start, as an app sees it: a fresh process imports the runtime, loads a bundle and predicts once.
+"""Cold start, as an app sees it: a fresh process imports the runtime, loads a bundle and gets its first result.
 
     python -m edgetune_runtime.cold_start BUNDLE TEXT THREADS
 
-prints one JSON line with the wall-clock moment the first prediction was ready, so the parent
-(`edgetune-runtime bench`) can time from just before it started the process.
+prints one JSON line with the wall-clock moment the first result (a prediction, a generation's first
+token: the bundle's `first_result`) was ready, so the parent (`edgetune-runtime bench`, every task's
+bench through `time_cold_starts`) can time from just before it started the process.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 
 def main(arguments: list[str]) -> None:
@@ -19,7 +21,7 @@ def main(arguments: list[str]) -> None:
     imported = time.perf_counter()
     bundle = Bundle.load(arguments[0], intra_op_threads=int(arguments[2]))
     loaded = time.perf_counter()
-    bundle.predict([arguments[1]])
+    bundle.first_result(arguments[1])
     first_prediction_unix = time.time()
     predicted = time.perf_counter()
 
@@ -28,6 +30,34 @@ def main(arguments: list[str]) -> None:
     print(json.dumps({"first_prediction_unix": first_prediction_unix, "import_s": imported - started,
                       "load_s": loaded - imported, "first_predict_s": predicted - loaded,
                       "cpu_s": cpu_seconds(), "peak_rss_mb": peak_rss_mb()}))
+
+
+def time_cold_starts(bundle_path: Path, text: str, threads: int, count: int) -> dict:
+    """Median over `count` fresh processes of (first result ready) - (just before the process was started)."""
+    # Imported here, not above: the fresh process imports this module, and its imports count in cold start.
+    import json
+    import statistics
+    import subprocess
+
+    from edgetune_runtime.errors import InputError
+
+    runs = []
+    for _ in range(count):
+        started_unix = time.time()
+        finished = subprocess.run([sys.executable, "-m", "edgetune_runtime.cold_start", str(bundle_path), text,
+                                   str(threads)], capture_output=True, text=True)
+        if finished.returncode != 0:
+            last = (finished.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InputError(f"{bundle_path}: the cold-start process failed: {last}")
+        report = json.loads(finished.stdout.strip().splitlines()[-1])
+        runs.append(report | {"cold_start_s": report["first_prediction_unix"] - started_unix})
+    median = statistics.median(run["cold_start_s"] for run in runs)
+    return {"median_s": round(median, 4), "runs_s": [round(run["cold_start_s"], 4) for run in runs],
+            "import_s": round(statistics.median(run["import_s"] for run in runs), 4),
+            "load_s": round(statistics.median(run["load_s"] for run in runs), 4),
+            "first_predict_s": round(statistics.median(run["first_predict_s"] for run in runs), 4),
+            "cpu_s": round(statistics.median(run["cpu_s"] for run in runs), 4) if runs[0]["cpu_s"] else None,
+            "peak_rss_mb": max((run["peak_rss_mb"] or 0) for run in runs) or None, "threads": threads}
 
 
 def cpu_seconds() -> float | None:

@@ -174,6 +174,10 @@ class Bundle:
         """None if the bundle reproduces `example` within `tolerance`, else a dict describing the difference."""
         raise NotImplementedError(f"{type(self).__name__} does not check golden examples")
 
+    def first_result(self, text: str) -> object:
+        """The result of an app's first call on `text` (a prediction, a first token): what cold start times."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what its first result is")
+
 
 def verify_files(directory: Path, defer_model: bool = False) -> dict:
     """Validate the manifest and the sha256 of every file it lists; refuse unlisted links.

@@ -11,6 +11,7 @@ or `_golden_mismatches`) and its own prediction API; `tasks/classification.py` i
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgetune_runtime.errors import BundleError
@@ -26,6 +27,22 @@ class TaskSpec:
     """`module:Class` of the bundle class that runs it; imported when such a bundle loads."""
     section_files: tuple[str, ...] = ()
     """Keys of the section that name bundle files the runtime opens (each must be a listed, hashed file)."""
+    bench: str | None = None
+    """The module whose `TASK_BENCH` (a `TaskBench`) `edgetune-runtime bench` runs for the task's bundles. A module
+    name, not `module:name` like `bundle_class`: only the bench imports it, and the toolchain's stage code keys
+    follow `module:name` strings, so the stages that load bundles do not hash bench code they never run."""
+
+
+@dataclass(frozen=True)
+class TaskBench:
+    """A task's benchmark, as `edgetune-runtime bench` dispatches to it."""
+
+    config: type
+    """Its config dataclass: the command's options that are its fields are passed to it, the others refused."""
+    run: Callable
+    """`run(bundle_path, config, *, command, progress)` -> a result with `write(path)`."""
+    format_table: Callable
+    """`format_table(result)` -> the summary printed on stdout."""
 
 
 _TASKS: dict[str, TaskSpec] = {}
@@ -66,6 +83,14 @@ def section_files(manifest: dict) -> list[tuple[str, object]]:
     return [(key, section.get(key)) for key in spec.section_files]
 
 
+def task_bench(task: str) -> TaskBench:
+    """The bench of `task`'s bundles; `BundleError` when the task has none."""
+    spec = task_spec(task)
+    if spec.bench is None:
+        raise BundleError(f"task {task!r} has no benchmark in this runtime")
+    return importlib.import_module(spec.bench).TASK_BENCH
+
+
 def bundle_class(task: str) -> type:
     """The class that runs bundles of `task`: `bundle_class(task)(directory, manifest_dict)` builds one
     from checked files (the toolchain's unsealed staging folder); `Bundle.load(path)` verifies first."""
@@ -74,6 +99,8 @@ def bundle_class(task: str) -> type:
 
 
 register_task(TaskSpec("text-classification", "classification",
-                       "edgetune_runtime.tasks.classification:ClassificationBundle", section_files=("labels_file",)))
+                       "edgetune_runtime.tasks.classification:ClassificationBundle", section_files=("labels_file",),
+                       bench="edgetune_runtime.bench"))
 register_task(TaskSpec("text-generation", "generation", "edgetune_runtime.tasks.generation.bundle:GenerationBundle",
-                       section_files=("genai_config",)))
+                       section_files=("genai_config",),
+                       bench="edgetune_runtime.tasks.generation.bench"))

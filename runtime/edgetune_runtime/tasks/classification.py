@@ -156,6 +156,10 @@ class ClassificationBundle(Bundle):
             probabilities[chosen] = scores if self._to_probabilities is None else self._to_probabilities(scores)
         return probabilities
 
+    def first_result(self, text: str) -> list[list[Prediction]]:
+        """The prediction for one text: what cold start times."""
+        return self.predict([text])
+
     def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 32) -> list[list[Prediction]]:
         """The `top_k` labels with probabilities for each text, most probable first."""
         # The latency path, checked with the cheapest tests first: one printable-ASCII text, top 1. It is

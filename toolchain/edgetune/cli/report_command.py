@@ -20,11 +20,13 @@ def report_command(results: tuple[str, ...], output: str, force: bool, **options
     """Merge RESULTS (JSON files from `edgetune-runtime bench -o`, from any devices) into one report.
 
     Prints the comparison table and writes it to OUTPUT/report.md, with OUTPUT/pareto.png: accuracy
-    against latency, the Pareto front (runs no other run beats on both) marked.
+    against latency, the Pareto front (runs no other run beats on both) marked. Results of chat
+    (text-generation) bundles get a table of their own: first token by prompt length, decode speed.
     """
     from edgetune.report.merge import report
 
     result = report(list(results), output, REPORT_OPTIONS.build(options), force=force)
     click.echo(result.table)
-    click.echo(f"Pareto front: {', '.join(row.name for row in result.front)}")
-    click.echo(f"written to {result.output_dir}/{TABLE_FILE} and {PLOT_FILE}")
+    if result.rows:  # classification runs; chat bundles' results have a table only
+        click.echo(f"Pareto front: {', '.join(row.name for row in result.front)}")
+    click.echo(f"written to {result.output_dir}/{TABLE_FILE}" + (f" and {PLOT_FILE}" if result.rows else ""))

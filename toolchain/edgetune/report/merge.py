@@ -10,6 +10,7 @@ from typing import Literal
 from edgetune.atomic import atomic_directory
 from edgetune.configuration import setting
 from edgetune.errors import ConfigError, EdgetuneError
+from edgetune.report.generation import GENERATION_TASK, generation_table
 from edgetune.report.pareto import pareto_front
 from edgetune.report.plot import write_pareto_plot
 from edgetune.report.rows import ReportRow
@@ -50,35 +51,56 @@ def report(results: Sequence[str | Path], output_dir: str | Path, config: Report
     """Merge `edgetune-runtime bench` JSON files into `output_dir`/report.md and pareto.png."""
     if not results:
         raise ConfigError("no result files given; pass one or more JSON files from `edgetune-runtime bench -o`")
-    rows = [row for path in results for row in rows_from_bench(path)]
+    payloads = [(Path(path), read_bench(path)) for path in results]
+    # Chat bundles have speed figures of their own (first token, decode rate): their own table, no accuracy plot.
+    generation = [(path, payload) for path, payload in payloads if payload.get("task") == GENERATION_TASK]
+    rows = [row for path, payload in payloads if payload.get("task") != GENERATION_TASK
+            for row in _classification_rows(path, payload)]
     plotted = [row for row in rows if row.batch_size == config.batch_size]
-    if not plotted:
+    if rows and not plotted:
         sizes = sorted({row.batch_size for row in rows})
         raise ConfigError(f"no run at batch size {config.batch_size} in these results (they have "
                           f"{', '.join(map(str, sizes))}); pass --batch-size with one of them")
     for index in pareto_front([(row.accuracy, getattr(row, config.latency)) for row in plotted]):
         plotted[index].on_front = True
-    table = format_table(rows)
+    classification_table = format_table(rows) if rows else None
+    chat_table = generation_table(generation) if generation else None
+    table = "\n\n".join(text for text in (classification_table, chat_table) if text)
     with atomic_directory(output_dir, overwrite=force) as staging:
-        write_pareto_plot(plotted, staging / PLOT_FILE, title=config.title, latency=config.latency)
-        write_text_atomic(staging / TABLE_FILE, _markdown(rows, table, config, results))
+        if plotted:
+            write_pareto_plot(plotted, staging / PLOT_FILE, title=config.title, latency=config.latency)
+        write_text_atomic(staging / TABLE_FILE, _markdown(rows, classification_table, chat_table, config, results))
     return ReportResult(Path(output_dir), rows, table, [row for row in plotted if row.on_front])
 
 
-def _markdown(rows: list[ReportRow], table: str, config: ReportConfig, results: Sequence[str | Path]) -> str:
-    front = [row.name for row in rows if row.on_front]
-    return "\n".join([
-        f"# {config.title}", "",
-        f"{len(rows)} runs from {len(results)} result files. ★ marks the Pareto front at batch size "
-        f"{config.batch_size}: no other run is both more accurate and faster ({config.latency.removesuffix('_ms')}).",
-        "", table, "", f"![accuracy against latency]({PLOT_FILE})", "",
-        "Pareto front, fastest first: " + (", ".join(front) or "none"), "",
-        "Sources:", *[f"- `{path}`" for path in results], ""])
+def _markdown(rows: list[ReportRow], classification_table: str | None, chat_table: str | None, config: ReportConfig,
+              results: Sequence[str | Path]) -> str:
+    lines = [f"# {config.title}", ""]
+    if classification_table:
+        front = [row.name for row in rows if row.on_front]
+        lines += [f"{len(rows)} classification runs. ★ marks the Pareto front at batch size {config.batch_size}: no "
+                  f"other run is both more accurate and faster ({config.latency.removesuffix('_ms')}).", "",
+                  classification_table, "", f"![accuracy against latency]({PLOT_FILE})", "",
+                  "Pareto front, fastest first: " + (", ".join(front) or "none"), ""]
+    if chat_table:
+        lines += ["Chat models: time to first token by prompt length (p50), greedy decode rate and inter-token "
+                  "latency, peak memory of the bench, bundle size, and the reference answers' perplexity where "
+                  "the prompts had them.", "", chat_table, ""]
+    return "\n".join([*lines, f"{len(results)} result files:", *[f"- `{path}`" for path in results], ""])
 
 
 def rows_from_bench(path: str | Path) -> list[ReportRow]:
-    """One row per run of an `edgetune-runtime bench` result (any schema version up to this one's: version 1
-    lacks per-class F1, which these rows do not show); a file that is not one raises `EdgetuneError`."""
+    """One row per run of an `edgetune-runtime bench` result of a classification bundle (any schema version up to
+    this one's: version 1 lacks per-class F1, which these rows do not show); a file that is not one raises
+    `EdgetuneError`."""
+    payload = read_bench(path)
+    if payload.get("task") == GENERATION_TASK:
+        raise EdgetuneError(f"{path}: a text-generation bench result has no classification rows")
+    return _classification_rows(Path(path), payload)
+
+
+def read_bench(path: str | Path) -> dict:
+    """An `edgetune-runtime bench` result of any task, its schema and version checked."""
     from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
     from edgetune_runtime.json_limits import loads_bounded
 
@@ -97,9 +119,13 @@ def rows_from_bench(path: str | Path) -> list[ReportRow]:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise EdgetuneError(f"{path}: bench schema version {version!r} is newer than this edgetune reads "
                             f"({SCHEMA_VERSION}); upgrade edgetune")
+    return payload
+
+
+def _classification_rows(path: Path, payload: dict) -> list[ReportRow]:
     try:
         device, bundle = payload["device"], payload["bundle"]
-        device_name = _device_name(device)
+        device_name = device_name_of(device)
         # The device has its own column and colour; the name says what ran and how.
         return [ReportRow(name=f"{bundle['name']} t{run['threads']}",
                           accuracy=run["accuracy"], p50_ms=run["p50_ms"], p90_ms=run["p90_ms"],
@@ -118,7 +144,8 @@ def _short_cpu(model: str) -> str:
     return " ".join(model.split())
 
 
-def _device_name(device: dict) -> str:
+def device_name_of(device: dict) -> str:
+    """The device as report columns name it: CPU, usable cores, architecture and a non-CPU provider."""
     provider = device.get("execution_provider", "").removesuffix("ExecutionProvider")
     return (f"{_short_cpu(device['cpu_model'])}, {device['usable_cores']} cores, {device['architecture']}"
             + (f", {provider}" if provider and provider != "CPU" else ""))

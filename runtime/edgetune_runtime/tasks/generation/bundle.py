@@ -39,6 +39,8 @@ class GenerationResult:
     """From the call to the first new token: tokenising and the prompt's forward pass (prefill)."""
     decode_tokens_per_s: float | None
     """New tokens after the first, per second of decoding them; None with fewer than two tokens."""
+    inter_token_ms: list[float] = field(default_factory=list)
+    """Milliseconds between consecutive new tokens (one fewer than the tokens): what a streaming reader waits."""
 
 
 @dataclass
@@ -49,8 +51,8 @@ class _Progress:
     token_ids: list[int] = field(default_factory=list)
     finish_reason: FinishReason = "length"
     started: float = 0.0
-    first_token_at: float | None = None
-    last_token_at: float | None = None
+    token_times: list[float] = field(default_factory=list)
+    """`perf_counter` when each new token was chosen."""
 
 
 class GenerationBundle(Bundle):
@@ -156,22 +158,24 @@ class GenerationBundle(Bundle):
     def generate(self, messages_or_prompt: Conversation, max_new_tokens: int | None = None,
                  temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
                  repetition_penalty: float | None = None, stop: Sequence[str] | None = None,
-                 seed: int | None = None, truncate: bool = False) -> GenerationResult:
+                 seed: int | None = None, truncate: bool = False, min_new_tokens: int = 0) -> GenerationResult:
         """The model's answer to a prompt (a user turn) or a conversation (`[{"role", "content"}, ...]`).
 
         `max_new_tokens` defaults to the bundle's; `stop` adds stop strings to the bundle's (the text is
         cut before the first one found); `seed` makes sampling reproducible. See `prompt_ids` for `truncate`.
+        Before `min_new_tokens` new tokens, stop tokens cannot be chosen and stop strings do not end the
+        answer (transformers' and vLLM's meaning): `edgetune-runtime bench` decodes a fixed count this way.
         """
         progress = _Progress(started=time.perf_counter())
         prompt = self.prompt_ids(messages_or_prompt, max_new_tokens, truncate)
         pieces = list(self._pieces(progress, prompt, max_new_tokens, temperature, top_p, top_k,
-                                   repetition_penalty, stop, seed))
+                                   repetition_penalty, stop, seed, min_new_tokens))
         return _result("".join(pieces), progress)
 
     def stream(self, messages_or_prompt: Conversation, max_new_tokens: int | None = None,
                temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
                repetition_penalty: float | None = None, stop: Sequence[str] | None = None,
-               seed: int | None = None, truncate: bool = False) -> Iterator[str]:
+               seed: int | None = None, truncate: bool = False, min_new_tokens: int = 0) -> Iterator[str]:
         """`generate`'s answer as pieces of text (whole characters) while it is decoded; joined, they are
         `generate(...).text`. Closing the generator (or leaving a loop over it) stops decoding."""
         # Arguments are checked now, not at the first `next`, so a bad call fails where it is made.
@@ -179,30 +183,37 @@ class GenerationBundle(Bundle):
         prompt = self.prompt_ids(messages_or_prompt, max_new_tokens, truncate)
         self._sampling(temperature, top_p, top_k, repetition_penalty)
         _checked_stop(stop)
+        _checked_min_new_tokens(min_new_tokens)
         return self._pieces(progress, prompt, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
-                            stop, seed)
+                            stop, seed, min_new_tokens)
 
     def _pieces(self, progress: _Progress, prompt: list[int], max_new_tokens: int | None,
                 temperature: float | None, top_p: float | None, top_k: int | None,
-                repetition_penalty: float | None, stop: Sequence[str] | None, seed: int | None) -> Iterator[str]:
+                repetition_penalty: float | None, stop: Sequence[str] | None, seed: int | None,
+                min_new_tokens: int = 0) -> Iterator[str]:
         sampling = self._sampling(temperature, top_p, top_k, repetition_penalty)
         limit = self._max_new_tokens(max_new_tokens)
+        min_new_tokens = _checked_min_new_tokens(min_new_tokens)
         stop_strings = StopStrings([*self.generation.stop_strings, *_checked_stop(stop)])
         progress.prompt_tokens = len(prompt)
         stop_ids = set(self.generation.stop_token_ids)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
-        tokens = self.decoder.tokens(prompt, TokenChooser(sampling, prompt, seed), limit,
-                                     self.generation.stop_token_ids)
+        chooser = TokenChooser(sampling, prompt, seed, banned_until=min_new_tokens,
+                               banned_ids=self.generation.stop_token_ids)
+        tokens = self.decoder.tokens(prompt, chooser, limit, self.generation.stop_token_ids)
         try:
             for token in tokens:
-                progress.last_token_at = time.perf_counter()
-                if progress.first_token_at is None:
-                    progress.first_token_at = progress.last_token_at
+                progress.token_times.append(time.perf_counter())
                 progress.token_ids.append(token)
                 if token in stop_ids:
                     progress.finish_reason = "stop"
                     break
-                piece = stop_strings.push(detokenizer.push(token))
+                text = detokenizer.push(token)
+                if len(progress.token_ids) < min_new_tokens:
+                    if text:  # too early for a stop string to end the answer
+                        yield text
+                    continue
+                piece = stop_strings.push(text)
                 if piece:
                     yield piece
                 if stop_strings.stopped:
@@ -217,6 +228,30 @@ class GenerationBundle(Bundle):
                 yield tail
         finally:
             tokens.close()  # frees this call's KV cache at once when the caller stops early
+
+    def reference_ids(self, messages_or_prompt: Conversation, answer: str) -> tuple[list[int], list[int]]:
+        """Token ids of the prompt and of `answer` written as the assistant's turn, up to its end-of-turn token,
+        the answer cut to fit the context: what perplexity of a reference answer scores (teacher-forced)."""
+        messages = self.conversation(messages_or_prompt)
+        chat_format = self.generation.chat_format
+        prompt = self._encode(chat_format.render(messages))
+        full = self._encode(chat_format.render([*messages, {"role": "assistant", "content": answer}],
+                                               add_generation_prompt=False))
+        if full[:len(prompt)] != prompt:
+            raise InputError("the chat format renders the prompt differently with and without the answer, so the "
+                             "answer's tokens cannot be told apart")
+        if len(prompt) >= self.context_length:
+            raise InputError(f"the prompt is {len(prompt)} tokens, beyond the context of {self.context_length}")
+        answer_ids = full[len(prompt):]
+        # The format may write a newline after the end-of-turn token: the model is not asked to write it.
+        ends = [index for index, token in enumerate(answer_ids) if token in self.generation.stop_token_ids]
+        if ends:
+            answer_ids = answer_ids[:ends[-1] + 1]
+        return prompt, answer_ids[:self.context_length - len(prompt)]
+
+    def first_result(self, text: str) -> GenerationResult:
+        """The first token of an answer to `text`: what cold start times."""
+        return self.generate(text, max_new_tokens=1, truncate=True)
 
     # --- golden prompts ---------------------------------------------------------------------------------------
 
@@ -252,12 +287,20 @@ class GenerationBundle(Bundle):
 
 
 def _result(text: str, progress: _Progress) -> GenerationResult:
-    first_ms = ((progress.first_token_at or time.perf_counter()) - progress.started) * 1000
-    decoded = len(progress.token_ids) - 1
-    seconds = (progress.last_token_at - progress.first_token_at) if progress.first_token_at is not None else 0.0
+    times = progress.token_times
+    first_ms = ((times[0] if times else time.perf_counter()) - progress.started) * 1000
+    decoded = len(times) - 1
+    seconds = times[-1] - times[0] if times else 0.0
     rate = decoded / seconds if decoded > 0 and seconds > 0 else None
+    gaps_ms = [round((later - earlier) * 1000, 4) for earlier, later in zip(times[:-1], times[1:], strict=True)]
     return GenerationResult(text, progress.token_ids, progress.finish_reason, progress.prompt_tokens,
-                            round(first_ms, 3), None if rate is None else round(rate, 2))
+                            round(first_ms, 3), None if rate is None else round(rate, 2), gaps_ms)
+
+
+def _checked_min_new_tokens(min_new_tokens: int) -> int:
+    if not isinstance(min_new_tokens, int) or isinstance(min_new_tokens, bool) or min_new_tokens < 0:
+        raise InputError(f"min_new_tokens: {min_new_tokens!r} must be a whole number >= 0")
+    return min_new_tokens
 
 
 def _checked_stop(stop: Sequence[str] | None) -> list[str]:

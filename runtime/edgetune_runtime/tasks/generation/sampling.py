@@ -56,13 +56,21 @@ def _is_number(value: object) -> bool:
 class TokenChooser:
     """Picks each next token for one generation; remembers the sequence for the repetition penalty."""
 
-    def __init__(self, sampling: Sampling, context_ids: list[int], seed: int | None) -> None:
+    def __init__(self, sampling: Sampling, context_ids: list[int], seed: int | None, *,
+                 banned_until: int = 0, banned_ids: tuple[int, ...] = ()) -> None:
         self.sampling = sampling
         self._seen = set(context_ids)
         self._random = numpy.random.default_rng(seed)
+        # `min_new_tokens` (as transformers and vLLM define it): the stop tokens cannot be chosen this early.
+        self._banned_until = banned_until
+        self._banned = numpy.asarray(banned_ids, dtype=numpy.int64)
+        self._chosen = 0
 
     def __call__(self, logits: numpy.ndarray) -> int:
         scores = numpy.array(logits, dtype=numpy.float64)  # a copy: the cache's output stays untouched
+        if self._chosen < self._banned_until and self._banned.size:
+            scores[self._banned[self._banned < len(scores)]] = -numpy.inf
+        self._chosen += 1
         if self.sampling.repetition_penalty != 1.0 and self._seen:
             seen = numpy.fromiter(self._seen, dtype=numpy.int64)
             seen = seen[seen < len(scores)]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy
 
 from edgetune.data.chat import ChatExample
 from edgetune.errors import DataError
+from edgetune_runtime.tasks.generation.reference_scores import answer_nll, rouge_l_scorer
 
 PLACEHOLDER = re.compile(r"\{\{[^{}]+\}\}")
 """The Bitext house style for details the agent fills in: `{{Order Number}}`."""
@@ -59,25 +59,15 @@ def reference_nll(logits: numpy.ndarray, encoded: EncodedConversation) -> tuple[
 
     `logits` are those of `prompt_ids + reference_ids`; the logits at position i predict token i + 1.
     """
-    start = len(encoded.prompt_ids)
-    targets = numpy.asarray(encoded.reference_ids)
-    predicting = logits[start - 1:start - 1 + len(targets)].astype(numpy.float64)
-    shifted = predicting - predicting.max(axis=1, keepdims=True)
-    log_normaliser = numpy.log(numpy.exp(shifted).sum(axis=1))
-    return float((log_normaliser - shifted[numpy.arange(len(targets)), targets]).sum()), len(targets)
-
-
-@lru_cache(maxsize=1)
-def _rouge_scorer():
-    from rouge_score import rouge_scorer
-
-    # Stemming, as the summarisation papers report ROUGE: "orders" and "order" are the same word.
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return answer_nll(logits, len(encoded.prompt_ids), encoded.reference_ids)
 
 
 def rouge_l(reference: str, answer: str) -> float:
     """ROUGE-L F-measure of `answer` against `reference` (rouge_score; lower-cased, stemmed words)."""
-    return float(_rouge_scorer().score(reference, answer)["rougeL"].fmeasure)
+    scorer = rouge_l_scorer()
+    if scorer is None:
+        raise DataError("ROUGE-L needs the rouge-score package; install edgetune with its dependencies")
+    return scorer(reference, answer)
 
 
 @dataclass(frozen=True)
