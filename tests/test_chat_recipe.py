@@ -44,6 +44,7 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     stages["int4"] |= {"auto": False, "variants": ["int4-block32"], "keep": "int4-block32",
                        "max_quality_drop": 1000.0, "score_prompts": 3, "timing_prompts": 1, "timing_new_tokens": 4}
     stages["bundle"] |= {"context_length": 512, "golden_examples": 2}
+    stages["bench"] |= {"threads": [1], "new_tokens": 4, "prompts_per_length": 1, "quality_rows": 2, "cold_starts": 0}
     stages["evaluate"] |= {"base": str(tiny_chat_dir), "max_new_tokens": 8, "judge_model": str(tiny_bert_dir),
                            "judge_epochs": 1.0, "judge_per_intent": 8}
     path = tmp_path / "support_chat.yaml"
@@ -52,7 +53,7 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     result = run_recipe(load_recipe(path), tmp_path / "run")
 
     assert result.complete
-    assert [record.kind for record in result.stages] == ["finetune", "export", "quantize", "bundle", "evaluate"]
+    assert [record.kind for record in result.stages] == ["finetune", "export", "quantize", "bundle", "bench", "evaluate"]
     bundle = Bundle.load(result.run_dir / "latest" / "bundle")
     assert bundle.manifest["task"] == "text-generation"
     assert bundle.verify().passed
@@ -62,6 +63,8 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     report = (result.run_dir / "report.md").read_text()
     assert "finetuned-int4-block32 - base" in report and "int4-block32" in report
     assert (result.run_dir / "quality.png").stat().st_size > 1000
+    bench = json.loads((result.run_dir / "latest" / "bench" / "bench.json").read_text())
+    assert bench["task"] == "text-generation" and bench["runs"][0]["decode_tokens_per_s"] > 0
 
     again = run_recipe(load_recipe(path), tmp_path / "run")  # every stage is cached the second time
     assert {record.status for record in again.stages} == {"cached"}

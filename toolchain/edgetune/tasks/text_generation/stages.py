@@ -7,7 +7,8 @@ the command line and a recipe agree; the adapters are the classification table's
 
 from __future__ import annotations
 
-from edgetune.recipes.stages import StageSpec, _call_on_input, _call_training
+from edgetune.recipes.stages import StageSpec, _call_on_input, _call_on_input_with_data, _call_training
+from edgetune.tasks.text_generation.bench_stage import ChatBenchStageConfig
 from edgetune.tasks.text_generation.bundle_config import GenerationBundleConfig
 from edgetune.tasks.text_generation.evaluate_stage import ChatEvaluateStageConfig
 from edgetune.tasks.text_generation.export_config import ChatExportConfig
@@ -34,4 +35,7 @@ CHAT_STAGES: dict[str, StageSpec] = {
                           "edgetune.tasks.text_generation.evaluate_stage:evaluate_stage", "evaluate", "onnx",
                           "evaluation", _call_on_input, model_fields=("base",),
                           reference_fields={"finetuned": "model"}),
+    "bench": StageSpec("bench", ChatBenchStageConfig, "edgetune.tasks.text_generation.bench_stage:bench_chat_bundle",
+                       "bench", "bundle", "bench", _call_on_input_with_data, cli_program="edgetune-runtime",
+                       cli_function="edgetune_runtime.tasks.generation.bench:bench"),
 }
