@@ -53,7 +53,8 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     result = run_recipe(load_recipe(path), tmp_path / "run")
 
     assert result.complete
-    assert [record.kind for record in result.stages] == ["finetune", "export", "quantize", "bundle", "bench", "evaluate"]
+    kinds = ["finetune", "export", "quantize", "bundle", "bench", "evaluate"]
+    assert [record.kind for record in result.stages] == kinds
     bundle = Bundle.load(result.run_dir / "latest" / "bundle")
     assert bundle.manifest["task"] == "text-generation"
     assert bundle.verify().passed

@@ -88,3 +88,14 @@ def fsync_path(path: str | os.PathLike) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def write_answers_file(input_path: str | os.PathLike, output_path: str | os.PathLike, write) -> int:
+    """`write(handle) -> count` into `output_path` atomically, for the commands that answer a file line by line
+    (`predict --input`, `generate --input`); an output that is the input itself is refused before anything is read."""
+    from edgetune_runtime.errors import InputError
+
+    if Path(output_path).resolve() == Path(input_path).resolve():
+        raise InputError(f"{output_path}: the output would overwrite the input; choose another --output")
+    with atomic_file(output_path, "w") as handle:
+        return write(handle)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from edgetune_runtime.atomic_write import atomic_file
+from edgetune_runtime.atomic_write import write_answers_file
 from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.errors import InputError
 from edgetune_runtime.texts_file import TextRow, read_texts
@@ -45,10 +45,7 @@ def predict_file(bundle: Bundle, input_path: str | Path, output_path: str | Path
     if output_path is None:
         return FilePredictResult(_write(bundle, rows, stream or sys.stdout, top_k, batch_size), None)
     output_path = Path(output_path)
-    if output_path.resolve() == Path(input_path).resolve():
-        raise InputError(f"{output_path}: the output would overwrite the input; choose another --output")
-    with atomic_file(output_path, "w") as handle:
-        count = _write(bundle, rows, handle, top_k, batch_size)
+    count = write_answers_file(input_path, output_path, lambda handle: _write(bundle, rows, handle, top_k, batch_size))
     return FilePredictResult(count, output_path)
 
 

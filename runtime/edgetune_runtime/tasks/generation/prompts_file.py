@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from edgetune_runtime.atomic_write import atomic_file
+from edgetune_runtime.atomic_write import write_answers_file
 from edgetune_runtime.errors import InputError
 from edgetune_runtime.tasks.generation.bundle import GenerationBundle
 from edgetune_runtime.tasks.generation.chat_template import check_messages
@@ -60,10 +60,8 @@ def generate_file(bundle: GenerationBundle, input_path: str | Path, output_path:
     if output_path is None:
         return GenerateFileResult(_write(bundle, input_path, rows, stream or sys.stdout, generation), None)
     output_path = Path(output_path)
-    if output_path.resolve() == Path(input_path).resolve():
-        raise InputError(f"{output_path}: the output would overwrite the input; choose another --output")
-    with atomic_file(output_path, "w") as handle:
-        count = _write(bundle, input_path, rows, handle, generation)
+    count = write_answers_file(input_path, output_path,
+                               lambda handle: _write(bundle, input_path, rows, handle, generation))
     return GenerateFileResult(count, output_path)
 
 
