@@ -198,3 +198,30 @@ def test_quantize_command_runs_a_chat_export(fp32_export, heldout_file, tmp_path
     assert result.exit_code == 0, result.output
     assert re.search(r"^int8 .*CHOSEN", result.output, re.MULTILINE) and "kept int8" in result.output
     assert read_stage_manifest(output)["variant"] == "int8"
+
+
+def test_intent_fidelity_of_every_variant_is_judged_and_can_veto(fp32_export, heldout_file, tiny_bert_dir, tmp_path):
+    from edgetune.tasks.text_generation.evaluate_config import ChatEvaluateConfig
+    from edgetune.tasks.text_generation.fidelity_scorer import intent_fidelity_scorer
+
+    judge_settings = ChatEvaluateConfig(judge_data=str(heldout_file), judge_model=str(tiny_bert_dir),
+                                        judge_epochs=1.0, judge_per_intent=2)
+    config = ChatQuantizeConfig(variants=("int4-block32",), keep="int4-block32", max_quality_drop=1000.0,
+                                validation=str(heldout_file), score_prompts=4, timing_prompts=1, timing_new_tokens=4)
+    # A drop below zero points vetoes any variant judged no better than fp32; without a limit nothing is vetoed.
+    for limit, kept in ((None, True), (-100.0, False)):
+        scorer = intent_fidelity_scorer(fp32_export, 3, 6, limit, judge_settings)
+        output = tmp_path / f"limit-{limit}"
+        if kept:
+            report = quantize_chat(fp32_export, output, config, scorers={"intent_fidelity": scorer})
+            for row in report["variants"].values():
+                assert 0.0 <= row["intent_fidelity"] <= 1.0 and row["fidelity_prompts"] == 3
+        else:
+            with pytest.raises(EdgetuneError, match="keep: int4-block32 was vetoed by a quality scorer \\(intent"):
+                quantize_chat(fp32_export, output, config, scorers={"intent_fidelity": scorer})
+            assert not output.exists()
+
+
+def test_fidelity_settings_are_checked():
+    with pytest.raises(ConfigError, match="fidelity_prompts: 20 is more than the 16 score_prompts"):
+        ChatQuantizeConfig(fidelity_prompts=20)

@@ -86,6 +86,11 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
         raise EdgetuneError(f"timing_new_tokens: {config.timing_new_tokens} tokens after a {prompt_tokens}-token "
                             f"prompt pass the export's context of {context_length}; lower it")
     scorers = dict(_VARIANT_SCORERS if scorers is None else scorers)
+    if config.fidelity_prompts:
+        from edgetune.tasks.text_generation.fidelity_scorer import intent_fidelity_scorer
+
+        scorers["intent_fidelity"] = intent_fidelity_scorer(onnx_dir, config.fidelity_prompts,
+                                                            config.fidelity_new_tokens, config.max_fidelity_drop)
 
     fp32_scores = teacher_forced(fp32, conversations)
     decoders = {"fp32": fp32}
@@ -229,10 +234,14 @@ def choose_variant(rows: dict[str, dict], config: ChatQuantizeConfig) -> str:
     if config.keep and not config.auto:
         if config.keep not in rows:
             raise EdgetuneError(f"keep: {config.keep} could not be built; see the failures above, or keep another")
-        if not rows[config.keep]["within_budget"]:
-            increase = rows[config.keep]["perplexity_increase_pct"]
-            raise EdgetuneError(f"keep: {config.keep} raises perplexity by {increase}%, over the "
-                                f"{config.max_quality_drop}% budget; raise max_quality_drop or keep another")
+        row = rows[config.keep]
+        if row.get("scorer_veto"):
+            fidelity = f" (intent fidelity {row['intent_fidelity']:.1%})" if "intent_fidelity" in row else ""
+            raise EdgetuneError(f"keep: {config.keep} was vetoed by a quality scorer{fidelity}; raise "
+                                "max_fidelity_drop or keep another")
+        if not row["within_budget"]:
+            raise EdgetuneError(f"keep: {config.keep} raises perplexity by {row['perplexity_increase_pct']}%, over "
+                                f"the {config.max_quality_drop}% budget; raise max_quality_drop or keep another")
         return config.keep
     eligible = [name for name, row in rows.items()
                 if name != "fp32" and row["within_budget"] and not row["slower_than_fp32"]]

@@ -35,6 +35,13 @@ class ChatQuantizeConfig:
     validation: str | None = setting(
         None, help="Held-out conversations to score on (the training data format). Default: the validation split "
                    "the model was fine-tuned with.")
+    fidelity_prompts: int = setting(
+        0, help="Also score intent fidelity: greedy answers of every variant to this many of the scored prompts, "
+                "read by the evaluation's intent judge (trained once per dataset, cached). 0 skips it.")
+    fidelity_new_tokens: int = setting(64, help="Tokens of each answer the fidelity judge reads.")
+    max_fidelity_drop: float | None = setting(
+        None, help="With fidelity_prompts: a variant whose intent fidelity is more than this many points below "
+                   "fp32's is never kept. Default: fidelity is reported, not enforced.")
 
     def __post_init__(self) -> None:
         if self.variants is None:
@@ -45,6 +52,12 @@ class ChatQuantizeConfig:
             raise ConfigError(f"variants: unknown variant {unknown[0]!r}; known: {', '.join(CHAT_VARIANTS)}")
         if not self.variants:
             raise ConfigError("variants: name at least one variant besides fp32")
+        if self.fidelity_prompts < 0 or self.fidelity_new_tokens < 1:
+            raise ConfigError(f"fidelity_prompts: {self.fidelity_prompts} must be >= 0 and fidelity_new_tokens: "
+                              f"{self.fidelity_new_tokens} >= 1")
+        if self.fidelity_prompts > self.score_prompts:
+            raise ConfigError(f"fidelity_prompts: {self.fidelity_prompts} is more than the {self.score_prompts} "
+                              "score_prompts it is drawn from; raise score_prompts or lower it")
         if self.keep is not None:
             if self.keep not in CHAT_VARIANTS:
                 raise ConfigError(f"keep: unknown variant {self.keep!r}; known: {', '.join(CHAT_VARIANTS)}")
