@@ -180,11 +180,11 @@ def test_registry_cli_and_runner_agree():
     as the runner, and the runner builds and calls stages only through the registry."""
     from edgetune.cli.main import cli as edgetune_cli
     from edgetune.recipes import load, runner
-    from edgetune.tasks.text_generation.stages import CHAT_EXPORT_STAGES
+    from edgetune.tasks.text_generation.stages import CHAT_STAGES
     from edgetune_runtime.cli import main as runtime_cli
 
     programs = {"edgetune": edgetune_cli, "edgetune-runtime": runtime_cli}
-    specs = [*STAGES.items(), *((f"chat {kind}", spec) for kind, spec in CHAT_EXPORT_STAGES.items())]
+    specs = [*STAGES.items(), *((f"chat {kind}", spec) for kind, spec in CHAT_STAGES.items())]
     for kind, spec in specs:
         command = programs[spec.cli_program].commands.get(spec.cli_command)
         assert command is not None, f"stage {kind}: no `{spec.cli_program} {spec.cli_command}` command"
@@ -193,7 +193,14 @@ def test_registry_cli_and_runner_agree():
         # A task command hands each task to a function of its module (`_EXPORTERS`): search the module.
         source = inspect.getsource(inspect.getmodule(command.callback) if hasattr(command, "task_params")
                                    else command.callback)
-        assert imports.search(source), f"{spec.cli_command} does not call {module}.{name}"
+        if "task_bench(" in source:  # `edgetune-runtime bench` runs the bench the runtime's task registry names
+            from edgetune_runtime.tasks import task_bench
+
+            bench_task = "text-generation" if kind.startswith("chat ") else "text-classification"
+            run = task_bench(bench_task).run
+            assert (run.__module__, run.__name__) == (module, name), f"{spec.cli_command} does not run {module}.{name}"
+        else:
+            assert imports.search(source), f"{spec.cli_command} does not call {module}.{name}"
         runner_function = spec.library_function()
         if spec.cli_function:  # the runner's function wraps the one the CLI calls
             assert imports.search(inspect.getsource(runner_function)), f"{spec.function} does not call {name}"
