@@ -22,7 +22,7 @@ tokenising). Decode tokens/s: (new tokens - 1) / (last token - first token), med
 Targets at 1 thread (issue 17): decode >= 1.5x llama.cpp's tokens/s (aim >= 100); first token <= 0.6x
 llama.cpp's; peak RSS <= 250 MB; the runtime's overhead over the bare engine <= 5% of decode time.
 
-    nice -n 10 python benchmarks/chat_runtime.py [--rounds 2 --prompts 5 --threads 1,2]
+    python benchmarks/chat_runtime.py [--rounds 3 --prompts 5 --threads 1,2]
 """
 
 from __future__ import annotations
@@ -98,14 +98,13 @@ def _write_validation(data: Path, path: Path) -> None:
 # --- prompts -------------------------------------------------------------------------------------------------
 
 def timing_requests(bundle, data: Path, count: int, new_tokens: int, target_tokens: int) -> list[dict]:
-    """`count` Bitext instructions from different intents, each the one of its intent's first 50 rows whose
-    prompt (chat format and system turn included) comes closest to `target_tokens`; as worker requests."""
+    """`count` Bitext instructions from different intents, each the one of its intent whose prompt (chat
+    format and system turn included) comes closest to `target_tokens` (the first such row); as worker requests."""
     by_intent: dict[str, list[tuple[int, str]]] = {}
     with open(data, newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):  # line 1 is the header
-            rows = by_intent.setdefault(row["intent"], [])
-            if len(rows) < 50 and row["instruction"].strip():
-                rows.append((number, row["instruction"]))
+            if row["instruction"].strip():
+                by_intent.setdefault(row["intent"], []).append((number, row["instruction"]))
     intents = sorted(by_intent)
     if count > len(intents):
         raise click.UsageError(f"--prompts {count}: {data} has {len(intents)} intents; ask for at most that many")
@@ -302,7 +301,7 @@ def _round(value: float) -> float:
 @click.option("--threads", default="1,2", show_default=True)
 @click.option("--prompts", type=click.IntRange(1), default=5, show_default=True,
               help="Prompts, from different intents; each contestant answers each once per round.")
-@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=1, show_default=True,
               help="Untimed answers per contestant before the timed ones, at each thread count.")
 @click.option("--new-tokens", type=click.IntRange(2), default=64, show_default=True)
