@@ -3,8 +3,10 @@
 The same model for everybody, SmolLM2-135M-Instruct as it reaches this machine (a Q4_1 GGUF):
 - edgetune: its int4 bundle (export at 512 tokens of context -> int4-block32 -> bundle, built here
   once under runs/chat-runtime-bench/) through `GenerationBundle.generate`, what an app calls;
-- bare-onnxruntime: the same model file driven by the runtime bench's bare loop (`session.run`,
-  numpy KV cache, argmax), the engine's floor;
+- bare-onnxruntime: the runtime bench's bare loop (`session.run`, numpy KV cache, argmax) on the
+  edgetune contestant's own session, the engine's floor: the runtime's overhead is measured as
+  `edgetune-runtime bench` measures it (a bare loop in a process of its own decoded ~10% faster than
+  the runtime, while on one session the two were within noise of each other);
 - onnxruntime-genai: its own generator on the bundle's files;
 - llama.cpp: llama-cpp-python on the Q4_1 GGUF itself, in its own virtual environment;
 - pytorch-fp32: transformers `generate` with its KV cache on the fp32 directory edgetune de-quantised
@@ -171,12 +173,17 @@ def run_threads(threads: int, models: dict[str, tuple[Path, Path]], requests: li
     try:
         for name, (python, model) in models.items():
             print(f"threads {threads}: loading {name}", file=sys.stderr, flush=True)
-            workers[name] = Worker(name, python, model, threads, logs / f"{name}-{threads}-threads.log")
+            if name == "bare-onnxruntime":  # the bare loop runs on the edgetune worker's session
+                workers[name] = workers.get("edgetune") or Worker("edgetune", python, model, threads,
+                                                                  logs / f"edgetune-{threads}-threads.log")
+            else:
+                workers[name] = Worker(name, python, model, threads, logs / f"{name}-{threads}-threads.log")
         answers: dict[str, list[dict]] = {name: [] for name in workers}
 
         def turn(name: str):
             def call(index: int) -> None:
-                answers[name].append(workers[name].ask(requests[index % len(requests)]))
+                request = requests[index % len(requests)]
+                answers[name].append(workers[name].ask(request | {"bare": name == "bare-onnxruntime"}))
             return call
 
         calls = rounds * len(requests)
@@ -187,8 +194,11 @@ def run_threads(threads: int, models: dict[str, tuple[Path, Path]], requests: li
         answers = {name: replies[warm:] for name, replies in answers.items()}  # the warm-up calls went first
         figures = {name: _figures(workers[name], answers[name], requests, answers.get("edgetune"))
                    for name in workers}
+        if "bare-onnxruntime" in figures:
+            figures["bare-onnxruntime"]["peak_rss_mb"] = None  # it ran in the edgetune process
+            figures["bare-onnxruntime"]["version"] = f"onnxruntime {ort_version()}, in the edgetune process"
     finally:
-        for worker in workers.values():
+        for worker in {id(worker): worker for worker in workers.values()}.values():
             worker.close()
     result = {"threads": threads, "contestants": figures}
     if "edgetune" in answers and "bare-onnxruntime" in answers:
@@ -278,6 +288,12 @@ def format_table(runs: list[dict]) -> str:
                          f"({overhead['decode_ms_per_token']:+.3f} ms/token), {overhead['first_token_ms']:+.2f} ms "
                          "to the first token")
     return "\n".join(lines)
+
+
+def ort_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("onnxruntime")
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -27,37 +27,28 @@ Engine = Callable[[dict], Answer]
 
 def load_edgetune(model: str, threads: int) -> tuple[Engine, str]:
     """The runtime as an app calls it: `GenerationBundle.generate` on the conversation (chat format,
-    tokenising, token choice, detokenising and timing included)."""
+    tokenising, token choice, detokenising and timing included). A request with `"bare": true` is the
+    engine's floor on the same session instead: the runtime bench's bare loop (`session.run`, numpy KV
+    cache, argmax), so the runtime's overhead is measured as `edgetune-runtime bench` measures it."""
     from edgetune_runtime.envelope import Bundle
-    from edgetune_runtime.tasks.generation.bench import GREEDY
+    from edgetune_runtime.tasks.generation.bench import GREEDY, bare_decode_seconds
 
     bundle = Bundle.load(model, intra_op_threads=threads)
 
     def run(request: dict) -> Answer:
         count = request["new_tokens"]
+        if request.get("bare"):
+            started = time.perf_counter()
+            decode_s = bare_decode_seconds(bundle.decoder, request["prompt_ids"], count)
+            # The loop times its own decoding; the rest of the call is the cache set-up and the prompt's pass.
+            return {"first_token_ms": (time.perf_counter() - started - decode_s) * 1000, "decode_s": decode_s,
+                    "token_ids": None}
         answer = bundle.generate(request["messages"], max_new_tokens=count, min_new_tokens=count, **GREEDY)
         # Same definition as `edgetune-runtime bench`: the gaps between consecutive new tokens.
         return {"first_token_ms": answer.first_token_ms, "decode_s": sum(answer.inter_token_ms) / 1000,
                 "token_ids": answer.token_ids, "prompt_tokens": answer.prompt_tokens}
 
     return run, _version("edgetune-runtime")
-
-
-def load_bare_onnxruntime(model: str, threads: int) -> tuple[Engine, str]:
-    """The engine's floor: `session.run` with a numpy KV cache and argmax (the runtime bench's own loop)."""
-    from edgetune_runtime.tasks.generation.bench import bare_decode_seconds
-    from edgetune_runtime.tasks.generation.decoder import Decoder
-
-    decoder = Decoder.from_directory(model, intra_op_threads=threads)
-
-    def run(request: dict) -> Answer:
-        started = time.perf_counter()
-        decode_s = bare_decode_seconds(decoder, request["prompt_ids"], request["new_tokens"])
-        # The loop times its own decoding; the rest of the call is the cache set-up and the prompt's pass.
-        first_token_ms = (time.perf_counter() - started - decode_s) * 1000
-        return {"first_token_ms": first_token_ms, "decode_s": decode_s, "token_ids": None}
-
-    return run, _version("onnxruntime")
 
 
 def load_onnxruntime_genai(model: str, threads: int) -> tuple[Engine, str]:
@@ -164,7 +155,6 @@ def load_pytorch(model: str, threads: int) -> tuple[Engine, str]:
 
 ENGINES: dict[str, Callable[[str, int], tuple[Engine, str]]] = {
     "edgetune": load_edgetune,
-    "bare-onnxruntime": load_bare_onnxruntime,
     "onnxruntime-genai": load_onnxruntime_genai,
     "llama.cpp": load_llama_cpp,
     "pytorch-fp32": load_pytorch,
