@@ -106,16 +106,10 @@ class BenchRun:
     """Batch 1: the tokenizer alone (part of the overhead), right after a session run as in predict."""
 
 
-@dataclass
-class BenchResult:
-    device: dict
+class ResultFile:
+    """What every task's bench result does with itself: one JSON document naming the schema and the task."""
+
     bundle: dict
-    data: dict
-    command: list[str]
-    cold_start: dict | None
-    peak_rss_mb: float | None
-    runs: list[BenchRun] = field(default_factory=list)
-    created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "task": self.bundle["task"], **asdict(self)}
@@ -125,6 +119,18 @@ class BenchResult:
         path = Path(path)
         write_json_atomic(path, self.to_dict())
         return path
+
+
+@dataclass
+class BenchResult(ResultFile):
+    device: dict
+    bundle: dict
+    data: dict
+    command: list[str]
+    cold_start: dict | None
+    peak_rss_mb: float | None
+    runs: list[BenchRun] = field(default_factory=list)
+    created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def bench(bundle_path: str | Path, config: BenchConfig, *, command: list[str] | None = None,

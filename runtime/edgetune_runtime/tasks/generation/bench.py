@@ -19,14 +19,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy
 
-from edgetune_runtime.atomic_write import write_json_atomic
-from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION, describe_device, pin_cores
+from edgetune_runtime.bench import ResultFile, describe_device, pin_cores
 from edgetune_runtime.cold_start import peak_rss_mb, time_cold_starts
 from edgetune_runtime.errors import InputError
 from edgetune_runtime.tasks import TaskBench
@@ -126,7 +125,7 @@ class GenerationBenchRun:
 
 
 @dataclass
-class GenerationBenchResult:
+class GenerationBenchResult(ResultFile):
     device: dict
     bundle: dict
     data: dict
@@ -136,15 +135,6 @@ class GenerationBenchResult:
     quality: dict | None
     runs: list[GenerationBenchRun] = field(default_factory=list)
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    def to_dict(self) -> dict:
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "task": self.bundle["task"], **asdict(self)}
-
-    def write(self, path: str | Path) -> Path:
-        """Write the JSON result atomically (a half-written result never sits at `path`)."""
-        path = Path(path)
-        write_json_atomic(path, self.to_dict())
-        return path
 
 
 def bench(bundle_path: str | Path, config: GenerationBenchConfig, *, command: list[str] | None = None,
