@@ -40,20 +40,8 @@ def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
     data from the paths the fine-tune recorded, so moved files must re-run the stages.
     """
     if data.train and Path(data.train).expanduser().is_file():
-        paths = {}
-        for key in ("train", "validation", "test"):
-            value = getattr(data, key)
-            if value is None:
-                continue
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"data.{key}: file {value} not found (relative paths are read from "
-                                  f"{Path.cwd()}); fix the path or remove the key")
-            paths[key] = str(path.resolve())
-        config = _data_config(data, **paths)
-        fingerprint = sha256_json({"config": config_to_dict(config),
-                                   "files": {key: sha256_file(path) for key, path in paths.items()}})
-        return ResolvedData(config, "files", ", ".join(f"{key} {paths[key]}" for key in paths), fingerprint)
+        paths = local_data_files(data)
+        return files_resolved(_data_config(data, **paths), paths)
 
     missing = (f"file {data.train} not found (relative paths are read from {Path.cwd()})" if data.train
                else "no training file given")
@@ -68,6 +56,28 @@ def resolve_data(data: RecipeData, *, check_hub: bool = True) -> ResolvedData:
     # The hub dataset brings its own splits (validation carved from train when it has none).
     config = _data_config(data, train=data.hub)
     return ResolvedData(config, "hub", f"hub dataset {data.hub}", sha256_json({"config": config_to_dict(config)}))
+
+
+def local_data_files(data) -> dict[str, str]:
+    """Absolute paths of the `train`/`validation`/`test` files `data` names; a missing one is a `ConfigError`."""
+    paths = {}
+    for key in ("train", "validation", "test"):
+        value = getattr(data, key)
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data.{key}: file {value} not found (relative paths are read from "
+                              f"{Path.cwd()}); fix the path or remove the key")
+        paths[key] = str(path.resolve())
+    return paths
+
+
+def files_resolved(config, paths: dict[str, str]) -> ResolvedData:
+    """`config` read from local `paths`, fingerprinted by its settings and the files' bytes."""
+    fingerprint = sha256_json({"config": config_to_dict(config),
+                               "files": {key: sha256_file(path) for key, path in paths.items()}})
+    return ResolvedData(config, "files", ", ".join(f"{key} {path}" for key, path in paths.items()), fingerprint)
 
 
 def _data_config(data: RecipeData, **splits: str) -> DataConfig:
