@@ -75,7 +75,8 @@ class StageSpec:
         return (CodeRoot(self.function.split(":")[0]), CodeRoot(self.config_class.__module__), adapter_root)
 
 
-def _call_training(spec: StageSpec, call: StageCall):
+# Adapters from a `StageCall` to a library function's own signature, shared by every task's stage table.
+def call_training(spec: StageSpec, call: StageCall):
     from edgetune.finetune.train import work_directory_for
 
     # A run killed mid-training left checkpoints beside the output: continue from the last one.
@@ -84,28 +85,28 @@ def _call_training(spec: StageSpec, call: StageCall):
     return spec.library_function()(call.data, call.config, call.output_dir, resume=resume)
 
 
-def _call_on_input(spec: StageSpec, call: StageCall):
+def call_on_input(spec: StageSpec, call: StageCall):
     return spec.library_function()(call.input_dir, call.output_dir, call.config)
 
 
-def _call_on_input_with_data(spec: StageSpec, call: StageCall):
+def call_on_input_with_data(spec: StageSpec, call: StageCall):
     return spec.library_function()(call.input_dir, call.output_dir, call.config, call.data)
 
 
 STAGES: dict[str, StageSpec] = {
     spec.kind: spec for spec in (
         StageSpec("finetune", FinetuneConfig, "edgetune.finetune.train:finetune", "finetune", "data", "model",
-                  _call_training, model_fields=("model",)),
+                  call_training, model_fields=("model",)),
         StageSpec("distill", DistillConfig, "edgetune.distill.train:distill", "distill", "data", "model",
-                  _call_training, model_fields=("student.model",), reference_fields={"teacher": "model"}),
+                  call_training, model_fields=("student.model",), reference_fields={"teacher": "model"}),
         StageSpec("export", ExportConfig, "edgetune.export.onnx_export:export_onnx", "export", "model", "onnx",
-                  _call_on_input),
+                  call_on_input),
         StageSpec("quantize", QuantizeConfig, "edgetune.quantize.run:quantize", "quantize", "onnx", "onnx",
-                  _call_on_input),
+                  call_on_input),
         StageSpec("bundle", BundleConfig, "edgetune.bundle.build:build_bundle", "bundle", "onnx", "bundle",
-                  _call_on_input),
+                  call_on_input),
         StageSpec("bench", BenchStageConfig, "edgetune.recipes.bench_stage:bench_bundle", "bench", "bundle", "bench",
-                  _call_on_input_with_data, cli_program="edgetune-runtime",
+                  call_on_input_with_data, cli_program="edgetune-runtime",
                   cli_function="edgetune_runtime.bench:bench"),
     )
 }
