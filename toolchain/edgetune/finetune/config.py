@@ -31,6 +31,29 @@ class LoraSettings:
             raise ConfigError(f"dropout: {self.dropout} must be in [0, 1)")
 
 
+def check_training_run(config) -> None:
+    """The checks every trainer config shares (classification's and chat SFT's): positive sizes and rates, a
+    warm-up share in [0, 1), no negative weight decay, and early-stopping patience 0 stored as None (never stop)."""
+    positive = {
+        "epochs": config.epochs, "learning_rate": config.learning_rate, "batch_size": config.batch_size,
+        "eval_batch_size": config.eval_batch_size, "max_length": config.max_length,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps, "logging_steps": config.logging_steps,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name}: {value} must be greater than zero")
+    if not 0.0 <= config.warmup_ratio < 1.0:
+        raise ConfigError(f"warmup_ratio: {config.warmup_ratio} must be in [0, 1)")
+    if config.weight_decay < 0:
+        raise ConfigError(f"weight_decay: {config.weight_decay} must not be negative")
+    if config.early_stopping_patience == 0:
+        # 0 means "never stop early" on the command line and in a recipe alike; None is the one stored form.
+        config.early_stopping_patience = None
+    if config.early_stopping_patience is not None and config.early_stopping_patience < 0:
+        raise ConfigError(f"early_stopping_patience: {config.early_stopping_patience} must not be negative "
+                          "(0 turns early stopping off)")
+
+
 @dataclass
 class FinetuneConfig:
     """How to fine-tune a pretrained transformer into a text classifier."""
@@ -86,28 +109,11 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.learning_rate is None:
             self.learning_rate = 1e-3 if self.method == "lora" else 3e-4
-        positive = {
-            "epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
-            "eval_batch_size": self.eval_batch_size, "max_length": self.max_length,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps, "logging_steps": self.logging_steps,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{name}: {value} must be greater than zero")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
+        check_training_run(self)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing: {self.label_smoothing} must be in [0, 1)")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay: {self.weight_decay} must not be negative")
         if self.eval_steps is not None and self.eval_steps <= 0:
             raise ConfigError(f"eval_steps: {self.eval_steps} must be greater than zero")
-        if self.early_stopping_patience == 0:
-            # 0 means "never stop early" on the command line and in a recipe alike; None is the one stored form.
-            self.early_stopping_patience = None
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
-            raise ConfigError(f"early_stopping_patience: {self.early_stopping_patience} must not be negative "
-                              "(0 turns early stopping off)")
         if self.layers is not None and self.num_layers is not None:
             raise ConfigError("layers and num_layers both given: pass one of them (explicit layers, or a count)")
         if self.layers is not None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from edgetune.configuration import setting
 from edgetune.errors import ConfigError
-from edgetune.finetune.config import LoraSettings
+from edgetune.finetune.config import LoraSettings, check_training_run
 
 DEFAULT_CHAT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -65,27 +65,11 @@ class ChatFinetuneConfig:
     def __post_init__(self) -> None:
         if self.learning_rate is None:
             self.learning_rate = 3e-4 if self.method == "lora" else 2e-5
-        positive = {
-            "epochs": self.epochs, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
-            "eval_batch_size": self.eval_batch_size, "max_length": self.max_length,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps, "logging_steps": self.logging_steps,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{name}: {value} must be greater than zero")
+        check_training_run(self)
         for name in ("max_steps", "eval_steps"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name}: {value} must be greater than zero (leave it out for the default)")
-        if self.early_stopping_patience == 0:
-            self.early_stopping_patience = None  # 0 means "never stop early", as for classification
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
-            raise ConfigError(f"early_stopping_patience: {self.early_stopping_patience} must not be negative "
-                              "(0 turns early stopping off)")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay: {self.weight_decay} must not be negative")
         if self.max_length < 16:
             raise ConfigError(f"max_length: {self.max_length} cannot hold a chat template's headers and an answer; "
                               "use at least 16 (320 fits Bitext)")
