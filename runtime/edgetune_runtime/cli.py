@@ -189,11 +189,19 @@ def chat(bundle_path: str, system: str | None, threads: int, inter_op_threads: i
               help="ONNX Runtime intra-op threads (0: one per physical core).")
 @_session_options
 def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...]) -> None:
-    """Check every file's sha256 and run the golden examples; exit 1 on any mismatch."""
+    """Check every file's sha256 and run the golden examples; exit 1 on any mismatch.
+
+    Warns (without failing) on a CPU outside the targets the bundle records as verified (avx512-vnni,
+    avx2, arm64): ONNX Runtime's int8 kernels differ between them.
+    """
     from edgetune_runtime.bundle import Bundle
+    from edgetune_runtime.targets import unverified_target_warning
 
     bundle = Bundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
                          providers=providers or None)
+    warning = unverified_target_warning(bundle.manifest, describe_machine())
+    if warning:
+        click.echo(warning, err=True)
     check = bundle.verify()
     if check.passed:
         click.echo(f"ok: {len(bundle.manifest['files'])} files match their sha256, "

@@ -30,8 +30,13 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+EMULATED_ENV = "EDGETUNE_EMULATED"
+"""Set by scripts/emulate.sh to the emulator's command (`qemu-aarch64 -cpu neoverse-n1`): a process cannot
+tell from inside that its CPU is translated, and latency measured there is not the named CPU's."""
+
+
 def describe_machine() -> dict:
-    """CPU model, core counts, ISA flags that matter for inference, OS and Python."""
+    """CPU model, core counts, ISA flags that matter for inference, OS and Python; `emulated` under an emulator."""
     model, flags = _cpuinfo()
     try:
         usable_cores = len(os.sched_getaffinity(0))
@@ -45,4 +50,4 @@ def describe_machine() -> dict:
         "isa_flags": sorted(f for f in _INTERESTING_FLAGS if f in flags),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-    }
+    } | ({"emulated": os.environ[EMULATED_ENV]} if os.environ.get(EMULATED_ENV) else {})

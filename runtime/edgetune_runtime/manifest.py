@@ -29,6 +29,7 @@ OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
     "tuned_for": dict,
     "provenance": dict,
     "golden_tolerance": (int, float),
+    "verified_targets": list,
     "opset": int,
     "tokenizer": str,
     "golden": str,
@@ -74,6 +75,10 @@ def validate_manifest(manifest: object, where: str) -> dict:
     tolerance = manifest.get("golden_tolerance")
     if tolerance is not None and not 0 <= tolerance <= 1:
         raise BundleError(f"{where}: manifest key 'golden_tolerance' is {tolerance}; it must be between 0 and 1")
+    targets = manifest.get("verified_targets")
+    if targets is not None and not all(isinstance(target, str) for target in targets):
+        raise BundleError(f"{where}: manifest key 'verified_targets' should be a list of target names "
+                          "(avx512-vnni, avx2, arm64)")
     if not all(isinstance(name, str) and isinstance(digest, str) for name, digest in manifest["files"].items()):
         raise BundleError(f"{where}: manifest key 'files' should map file names to sha256 strings")
     version = manifest["format_version"]
@@ -138,6 +143,11 @@ class BundleManifest:
     golden: str | None = None
     """Golden examples file: inputs with the outputs the toolchain computed, checked by `verify`."""
     golden_tolerance: float = 0.02
+    """Classification: largest drift of the expected label's probability on a golden example, on any target
+    (the top label must also stay, unless the example is a near tie). Bundles before 0.1 carry 0.02."""
+    verified_targets: list[str] = field(default_factory=list)
+    """CPU targets (`edgetune_runtime.targets`) whose kernels reproduced the golden examples when the bundle was
+    built: the build machine's, and those it was checked on by emulation. Empty in older bundles."""
     session: dict[str, Any] = field(default_factory=dict)
     """Session tuning measured by the toolchain: disabled_optimizers, config_entries."""
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -27,6 +27,7 @@ from edgetune_runtime.atomic_write import atomic_path
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import MANIFEST_FILE, BundleManifest
+from edgetune_runtime.targets import cpu_target
 
 GOLDEN_FILE = "golden.json"
 
@@ -152,6 +153,9 @@ def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging:
         # Session settings the toolchain measured this graph with; the runtime applies them as data.
         session=stage.get("session", {}),
         golden_tolerance=config.golden_tolerance,
+        # The golden outputs are computed on this machine, so its target is verified by construction;
+        # others are added by scripts/emulate.sh --record once they reproduce them (bundle/targets.py).
+        verified_targets=[cpu_target(machine)],
     )
 
 

@@ -15,10 +15,13 @@ from edgetune.report.pareto import pareto_front
 from edgetune.report.plot import write_pareto_plot
 from edgetune.report.rows import ReportRow
 from edgetune.report.table import format_table
+from edgetune.report.targets import target_accuracy, targets_markdown, write_target_plot
 from edgetune_runtime.atomic_write import write_text_atomic
+from edgetune_runtime.targets import cpu_target
 
 TABLE_FILE = "report.md"
 PLOT_FILE = "pareto.png"
+TARGETS_PLOT_FILE = "targets.png"
 
 
 @dataclass
@@ -56,32 +59,38 @@ def report(results: Sequence[str | Path], output_dir: str | Path, config: Report
     generation = [(path, payload) for path, payload in payloads if payload.get("task") == GENERATION_TASK]
     rows = [row for path, payload in payloads if payload.get("task") != GENERATION_TASK
             for row in _classification_rows(path, payload)]
-    plotted = [row for row in rows if row.batch_size == config.batch_size]
-    if rows and not plotted:
+    # An emulated run's latency is the emulator's, not the target's: it is in the table and the per-target
+    # accuracy, never on the latency plot or the Pareto front.
+    plotted = [row for row in rows if row.batch_size == config.batch_size and not row.emulated]
+    if rows and not plotted and not all(row.emulated for row in rows):
         sizes = sorted({row.batch_size for row in rows})
         raise ConfigError(f"no run at batch size {config.batch_size} in these results (they have "
                           f"{', '.join(map(str, sizes))}); pass --batch-size with one of them")
     for index in pareto_front([(row.accuracy, getattr(row, config.latency)) for row in plotted]):
         plotted[index].on_front = True
     classification_table = format_table(rows) if rows else None
+    targets = target_accuracy(rows, config.batch_size)
     chat_table = generation_table(generation) if generation else None
     table = "\n\n".join(text for text in (classification_table, chat_table) if text)
     with atomic_directory(output_dir, overwrite=force) as staging:
         if plotted:
             write_pareto_plot(plotted, staging / PLOT_FILE, title=config.title, latency=config.latency)
-        write_text_atomic(staging / TABLE_FILE, _markdown(rows, classification_table, chat_table, config, results))
+        if targets.emulated:
+            write_target_plot(targets, staging / TARGETS_PLOT_FILE)
+        write_text_atomic(staging / TABLE_FILE, _markdown(rows, classification_table, chat_table, config, results,
+                                                          targets_markdown(targets, TARGETS_PLOT_FILE)))
     return ReportResult(Path(output_dir), rows, table, [row for row in plotted if row.on_front])
 
 
 def _markdown(rows: list[ReportRow], classification_table: str | None, chat_table: str | None, config: ReportConfig,
-              results: Sequence[str | Path]) -> str:
+              results: Sequence[str | Path], targets_section: list[str]) -> str:
     lines = [f"# {config.title}", ""]
     if classification_table:
         front = [row.name for row in rows if row.on_front]
         lines += [f"{len(rows)} classification runs. ★ marks the Pareto front at batch size {config.batch_size}: no "
                   f"other run is both more accurate and faster ({config.latency.removesuffix('_ms')}).", "",
                   classification_table, "", f"![accuracy against latency]({PLOT_FILE})", "",
-                  "Pareto front, fastest first: " + (", ".join(front) or "none"), ""]
+                  "Pareto front, fastest first: " + (", ".join(front) or "none"), "", *targets_section]
     if chat_table:
         lines += ["Chat models: time to first token by prompt length (p50), greedy decode rate and inter-token "
                   "latency, peak memory of the bench, bundle size, and the reference answers' perplexity where "
@@ -131,6 +140,7 @@ def _classification_rows(path: Path, payload: dict) -> list[ReportRow]:
                           accuracy=run["accuracy"], p50_ms=run["p50_ms"], p90_ms=run["p90_ms"],
                           size_mb=bundle["size_mb"], throughput=run["throughput_texts_per_s"],
                           macro_f1=run.get("macro_f1"), device=device_name, bundle=bundle["name"],
+                          target=cpu_target(device), emulated=bool(device.get("emulated")),
                           threads=run["threads"], batch_size=run["batch_size"], source=str(path))
                 for run in payload["runs"]]
     except (KeyError, TypeError) as error:
@@ -147,5 +157,6 @@ def _short_cpu(model: str) -> str:
 def device_name_of(device: dict) -> str:
     """The device as report columns name it: CPU, usable cores, architecture and a non-CPU provider."""
     provider = device.get("execution_provider", "").removesuffix("ExecutionProvider")
-    return (f"{_short_cpu(device['cpu_model'])}, {device['usable_cores']} cores, {device['architecture']}"
-            + (f", {provider}" if provider and provider != "CPU" else ""))
+    return (f"{_short_cpu(device['cpu_model'].split(', emulated by')[0])}, {device['usable_cores']} cores, "
+            f"{device['architecture']}" + (f", {provider}" if provider and provider != "CPU" else "")
+            + (f", emulated ({device['emulated']})" if device.get("emulated") else ""))

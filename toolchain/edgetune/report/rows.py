@@ -32,6 +32,10 @@ class ReportRow:
     baseline: bool = False
     """A reference the others are compared with (a PyTorch fp32 model): plotted apart, as a grey square."""
     bundle: str | None = None
+    target: str | None = None
+    """The CPU target whose kernels ran it (`avx512-vnni`, `avx2`, `arm64`: edgetune_runtime.targets)."""
+    emulated: bool = False
+    """Run under an emulator (scripts/emulate.sh): its accuracy is the target's, its latency is not."""
     threads: int | None = None
     batch_size: int | None = None
     source: str | None = None
