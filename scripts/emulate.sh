@@ -3,6 +3,7 @@
 #
 #   scripts/emulate.sh BUNDLE LABELLED_TEXTS [--targets avx2,arm64] [--limit 300] [--out DIR] [--name NAME] [--record]
 #   scripts/emulate.sh --setup-only [--targets avx2,arm64]
+#   scripts/emulate.sh --exec TARGET PYTHON_ARGS...   (the target's Python, e.g. -m edgetune_runtime.graph_outputs)
 #
 # For each target it runs `edgetune-runtime verify BUNDLE` and `edgetune-runtime bench BUNDLE --data
 # LABELLED_TEXTS` under the emulator and writes OUT/<name>_<target>.json (default OUT: benchmarks/results/
@@ -42,7 +43,7 @@ ARM64_DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 fail() { echo "error: $*" >&2; exit 2; }
 
-TARGETS="avx2,arm64"; LIMIT=300; OUT="$REPO/benchmarks/results/emulated"; NAME=""; SETUP_ONLY=0; RECORD=0; POSITIONAL=()
+TARGETS="avx2,arm64"; LIMIT=300; OUT="$REPO/benchmarks/results/emulated"; NAME=""; SETUP_ONLY=0; RECORD=0; EXEC_ARGS=(); POSITIONAL=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --targets) TARGETS="$2"; shift 2 ;;
@@ -51,12 +52,13 @@ while [ $# -gt 0 ]; do
     --name) NAME="$2"; shift 2 ;;
     --setup-only) SETUP_ONLY=1; shift ;;
     --record) RECORD=1; shift ;;
+    --exec) [ $# -ge 3 ] || usage; TARGETS="$2"; shift 2; EXEC_ARGS=("$@"); break ;;
     -h|--help) usage ;;
     -*) fail "unknown option $1 (see --help)" ;;
     *) POSITIONAL+=("$1"); shift ;;
   esac
 done
-if [ "$SETUP_ONLY" = 0 ] && [ "${#POSITIONAL[@]}" -ne 2 ]; then usage; fi
+if [ "$SETUP_ONLY" = 0 ] && [ "${#EXEC_ARGS[@]}" = 0 ] && [ "${#POSITIONAL[@]}" -ne 2 ]; then usage; fi
 [ "$(uname -m)" = x86_64 ] || fail "the emulated targets are set up from an x86_64 Linux host; this is $(uname -m)"
 [ "$(id -u)" = 0 ] || fail "run as root: qemu-user comes from apt-get and the cpuinfo bind mount needs unshare -m"
 
@@ -132,8 +134,8 @@ setup_target() {  # $1: target
   write_cpuinfo "$1"
 }
 
-# The runtime's CLI under the target's emulator, seeing the emulated CPU's cpuinfo.
-run_on() {  # $1: target, then the edgetune-runtime arguments
+# The target's Python under its emulator, seeing the emulated CPU's cpuinfo.
+run_python() {  # $1: target, then the interpreter's arguments
   local target="$1"; shift
   local emulator python
   case "$target" in
@@ -147,13 +149,20 @@ run_on() {  # $1: target, then the edgetune-runtime arguments
   env "${environment[@]}" EDGETUNE_EMULATED="${emulator[*]}" PYTHONNOUSERSITE=1 \
     PYTHONPATH="$REPO/runtime:$CACHE/$target/site-packages" \
     unshare -m sh -c 'mount --bind "$0" /proc/cpuinfo && exec "$@"' "$CACHE/$target/cpuinfo" \
-      nice -n 10 "${emulator[@]}" "$python" -m edgetune_runtime.cli "$@" \
+      nice -n 10 "${emulator[@]}" "$python" "$@" \
       2> >(grep -v "TCG doesn't support requested feature" >&2)  # Haswell features TCG lacks (TSX, ...): noise
 }
+
+run_on() { local target="$1"; shift; run_python "$target" -m edgetune_runtime.cli "$@"; }  # edgetune-runtime
 
 ensure_qemu
 IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 for target in "${TARGET_LIST[@]}"; do setup_target "$target"; done
+if [ "${#EXEC_ARGS[@]}" -gt 0 ]; then
+  [ "${#TARGET_LIST[@]}" = 1 ] || fail "--exec takes one target"
+  run_python "$TARGETS" "${EXEC_ARGS[@]}"
+  exit $?
+fi
 [ "$SETUP_ONLY" = 1 ] && { echo "emulated targets ready: ${TARGET_LIST[*]} (cache: $CACHE)"; exit 0; }
 
 BUNDLE="${POSITIONAL[0]}"; DATA="${POSITIONAL[1]}"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from emulation import EMULATE, emulation_unavailable
 
 from edgetune.bundle.build import build_bundle
 from edgetune.bundle.config import BundleConfig
@@ -26,10 +27,6 @@ from edgetune_runtime.errors import BundleError
 from edgetune_runtime.hashing import sha256_file
 from edgetune_runtime.manifest import seal_manifest
 from edgetune_runtime.targets import cpu_target, unverified_target_warning
-
-REPO = Path(__file__).resolve().parents[1]
-EMULATE = REPO / "scripts" / "emulate.sh"
-EMULATE_CACHE = Path(os.environ.get("EDGETUNE_EMULATE_CACHE", Path.home() / ".cache/edgetune/emulate"))
 
 
 @pytest.fixture(scope="module")
@@ -137,20 +134,8 @@ def test_report_sets_emulated_targets_beside_the_host_and_keeps_them_off_the_lat
     assert (tmp_path / "report" / "targets.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def _emulation_ready() -> str | None:
-    """Why the emulated run cannot happen here, or None."""
-    if shutil.which("qemu-x86_64") is None or shutil.which("qemu-aarch64") is None:
-        return "qemu-user is not installed (apt-get install qemu-user, or run scripts/emulate.sh --setup-only)"
-    if not (EMULATE_CACHE / "arm64/site-packages/.complete").is_file() or \
-            not (EMULATE_CACHE / "avx2/site-packages/.complete").is_file():
-        return f"the emulated targets are not set up in {EMULATE_CACHE} (run scripts/emulate.sh --setup-only)"
-    if os.geteuid() != 0:
-        return "scripts/emulate.sh needs root (the cpuinfo bind mount)"
-    return None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_emulation_ready() is not None, reason=str(_emulation_ready()))
+@pytest.mark.skipif(emulation_unavailable() is not None, reason=str(emulation_unavailable()))
 def test_the_bundle_verifies_and_benches_on_emulated_avx2_and_arm64(bundle_dir, small_banking77, tmp_path):
     run = subprocess.run(["bash", str(EMULATE), str(bundle_dir), str(small_banking77["test"]), "--limit", "8",
                           "--out", str(tmp_path), "--name", "tiny"], capture_output=True, text=True,

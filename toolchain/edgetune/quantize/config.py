@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from edgetune.configuration import setting
 from edgetune.errors import ConfigError
@@ -42,6 +43,11 @@ class QuantizeConfig:
     calibration: str | None = setting(
         None, help="Texts to calibrate static quantisation on (CSV/TSV/JSONL/Parquet). Default: the training "
                    "split recorded at fine-tune time.")
+    target: Literal["host", "avx512-vnni", "avx2", "arm64"] = setting(
+        "host", help="CPU the bundle ships to. Another than this one's is emulated (scripts/emulate.sh, qemu-user): "
+                     "variants are scored there and, latency there being the emulator's, the most accurate within "
+                     "the budget is kept, then the smallest.")
+    target_texts: int = setting(300, help="Validation texts scored on an emulated target (emulation is slow).")
     text_column: str | None = setting(None, help="Column of validation and calibration holding the text; "
                                                  "detected from common names when absent.")
     label_column: str | None = setting(None, help="Column of validation holding the label; detected from common "
@@ -58,7 +64,7 @@ class QuantizeConfig:
         self.variants = tuple(dict.fromkeys(resolve_variant(name) for name in self.variants))
         if self.max_accuracy_drop < 0:
             raise ConfigError(f"max_accuracy_drop: {self.max_accuracy_drop} must not be negative")
-        for name in ("calibration_samples", "latency_texts", "threads"):
+        for name in ("calibration_samples", "latency_texts", "threads", "target_texts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: {getattr(self, name)} must be at least 1")
         if self.keep is not None:

@@ -54,12 +54,15 @@ def interleaved_batch1_latency_ms(sessions: dict[str, object], single_batches: l
 
 
 def evaluate_variant(name: str, description: str, path: Path, session, eval_batches, eval_label_ids: numpy.ndarray,
-                     label_names: list[str], excluded: list[str]) -> VariantEvaluation:
+                     label_names: list[str], excluded: list[str], outputs: numpy.ndarray | None = None
+                     ) -> VariantEvaluation:
     """Accuracy, macro-F1, per-class F1, size and node count of the graph at `path`, run by `session`;
-    latency is timed later, side by side with the other variants, on the same session."""
+    latency is timed later, side by side with the other variants, on the same session. `outputs`: the
+    logits computed elsewhere (on an emulated CPU, quantize/target.py) instead of by `session`."""
     import onnx
 
-    report = classification_report(predict_logits(session, eval_batches), eval_label_ids, label_names)
+    logits = predict_logits(session, eval_batches) if outputs is None else outputs
+    report = classification_report(logits, eval_label_ids, label_names)
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
     return VariantEvaluation(
         name=name, description=description, size_mb=round(path.stat().st_size / 2**20, 2),

@@ -18,6 +18,7 @@ from edgetune.export.heldout import RecordedData, heldout_texts, read_heldout_fi
 from edgetune.interrupts import raise_if_terminated
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
+from edgetune.quantize.target import emulated_target
 from edgetune.quantize.variants import VARIANTS, VariantSpec
 from edgetune.scratch import scratch_directory
 from edgetune.stage_manifest import MANIFEST, manifest_sha256, write_stage_manifest
@@ -103,9 +104,12 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
                                     calibration_batches, evaluate)
         _time_side_by_side(built, {name: sessions[name] for name in built}, latency_batches, config.threads)
         rows = {name: _row(evaluation, reference, config) for name, (_, _, evaluation) in built.items()}
-        if config.auto or not config.keep:
+        target = emulated_target(config.target)
+        if target is not None:
+            _score_on_target(target, built, rows, task, tokenizer, validation, manifest, config, scratch_dir)
+        elif config.auto or not config.keep:
             _time_contenders_head_to_head(rows, sessions, latency_batches)
-        chosen = _choose(rows, config)
+        chosen = _choose(rows, config, emulated=target is not None)
         log.info("\n%s", format_quantize_table(rows, chosen))
         spec, chosen_path, chosen_eval = built[chosen]
         if test_split is not None:
@@ -189,7 +193,30 @@ def _row(evaluation: VariantEvaluation, reference: VariantEvaluation, config: Qu
     }
 
 
-def _choose(rows: dict[str, dict], config: QuantizeConfig) -> str:
+def _score_on_target(target: str, built: dict, rows: dict[str, dict], task: Task, tokenizer, validation,
+                     record: dict, config: QuantizeConfig, scratch_dir: Path) -> None:
+    """Score every variant on the first `target_texts` validation texts on the emulated `target`: each row gets
+    `target_accuracy` and `target_accuracy_drop_points` against fp32 there, and `within_budget` is decided there."""
+    from edgetune.quantize.target import outputs_on_target
+
+    count = min(config.target_texts, len(validation.texts))
+    log.info("scoring %d variants on %d texts on an emulated %s CPU (slow)", len(built), count, target)
+    batches = task.encode(tokenizer, validation.texts[:count], 64, record["max_length"])
+    label_ids = task.evaluation_targets(validation, record)[:count]
+    outputs = outputs_on_target(target, {name: path for name, (_, path, _) in built.items()}, batches, scratch_dir)
+    scored = {name: task.evaluate_variant(name, spec.description, path, None, batches, label_ids, record,
+                                          list(spec.nodes_to_exclude), outputs=outputs[name])
+              for name, (spec, path, _) in built.items()}
+    for name, evaluation in scored.items():
+        drop = round(100 * (scored["fp32"].accuracy - evaluation.accuracy), 2)
+        rows[name] |= {"target": target, "emulated": True, "target_texts": count,
+                       "target_accuracy": evaluation.accuracy, "target_accuracy_drop_points": drop,
+                       "target_worst_class_f1_change_points": min(evaluation.per_class_f1_change(scored["fp32"])
+                                                                  .values(), default=0.0),
+                       "within_budget": rows[name]["within_budget"] and drop <= config.max_accuracy_drop}
+
+
+def _choose(rows: dict[str, dict], config: QuantizeConfig, *, emulated: bool = False) -> str:
     if config.keep and not config.auto:
         if config.keep not in rows:
             raise EdgetuneError(f"--keep {config.keep}: that variant was not built; add it to the variants")
@@ -199,6 +226,11 @@ def _choose(rows: dict[str, dict], config: QuantizeConfig) -> str:
                 f"over the {config.max_accuracy_drop}-point budget; raise --max-accuracy-drop or keep another variant"
             )
         return config.keep
+    if emulated:
+        # Latency under emulation is the emulator's: among the quantised variants within the budget (on this CPU
+        # and there) the most accurate there, then the smallest; fp32 only when none is within it.
+        eligible = [name for name, row in rows.items() if row["within_budget"] and name != "fp32"] or ["fp32"]
+        return min(eligible, key=lambda name: (rows[name]["target_accuracy_drop_points"], rows[name]["size_mb"]))
     eligible = _eligible(rows)
     # The head-to-head timing decides among the variants it re-timed (the others were slower by more
     # than CONTENDER_FRACTION); without one, the first pass does.
@@ -216,6 +248,12 @@ def _choose(rows: dict[str, dict], config: QuantizeConfig) -> str:
 
 def _reason(rows: dict[str, dict], chosen: str, config: QuantizeConfig) -> str:
     row = rows[chosen]
+    if row.get("emulated"):
+        return (f"most accurate quantised variant on an emulated {row['target']} CPU within {config.max_accuracy_drop} "
+                f"accuracy points of fp32 there and here, then the smallest: {row['target_accuracy']:.2%} on "
+                f"{row['target_texts']} validation texts there (drop {row['target_accuracy_drop_points']} points), "
+                f"{row['size_mb']} MB. Latency under emulation is the emulator's, not the target's, so it did not "
+                "count; measure it on the device (`edgetune-runtime bench`)")
     timing = (f"head to head with the variants within {CONTENDER_FRACTION:.0%} of it (ties within "
               f"{HEAD_TO_HEAD_TIE_FRACTION:.0%} go to the more accurate): p50 {row['head_to_head_p50_ms']} ms; "
               if "head_to_head_p50_ms" in row else
@@ -315,6 +353,9 @@ def format_quantize_table(rows: dict[str, dict], chosen: str) -> str:
             note.append("slower than fp32")
         if row["classes_losing_over_2_points"]:
             note.append(f"{len(row['classes_losing_over_2_points'])} classes lose >2 F1 pt")
+        if "target_accuracy" in row:
+            note.append(f"emulated {row['target']}: {row['target_accuracy']:.2%} "
+                        f"({-row['target_accuracy_drop_points']:+.2f} pt)")
         lines.append(f"{name:<44}{row['accuracy']:>8.2%}{row['accuracy_drop_points']:>9.2f}{row['macro_f1']:>9.4f}"
                      f"{row['worst_class_f1_change_points']:>10.2f}{row['size_mb']:>8.1f}{row['p50_ms']:>9.3f}"
                      f"{row['p90_ms']:>9.3f}{row['speedup_vs_fp32']:>7.2f}x  {', '.join(note)}")

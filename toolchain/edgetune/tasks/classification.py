@@ -98,10 +98,11 @@ class ClassificationTask(Task):
         return numpy.array([index[label] for label in heldout.labels])
 
     def evaluate_variant(self, name: str, description: str, path: Path, session, batches, targets: numpy.ndarray,
-                         record: dict, excluded: list[str]):
+                         record: dict, excluded: list[str], outputs: numpy.ndarray | None = None):
         from edgetune.quantize.evaluate import evaluate_variant
 
-        return evaluate_variant(name, description, path, session, batches, targets, record["labels"], excluded)
+        return evaluate_variant(name, description, path, session, batches, targets, record["labels"], excluded,
+                                outputs)
 
     def test_metrics(self, outputs: numpy.ndarray, targets: numpy.ndarray, record: dict) -> dict:
         from edgetune.finetune.metrics import summary_metrics

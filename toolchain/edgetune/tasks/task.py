@@ -106,8 +106,9 @@ class Task:
         raise self._unsupported("quantize")
 
     def evaluate_variant(self, name: str, description: str, path: Path, session, batches, targets: numpy.ndarray,
-                         record: dict, excluded: list[str]):
-        """A `VariantEvaluation` of the graph at `path` run by `session` (latency is timed later)."""
+                         record: dict, excluded: list[str], outputs: numpy.ndarray | None = None):
+        """A `VariantEvaluation` of the graph at `path` run by `session` (latency is timed later), or scored from
+        `outputs` the graph gave on `batches` elsewhere (an emulated CPU: `edgetune quantize --target`)."""
         raise self._unsupported("quantize")
 
     def test_metrics(self, outputs: numpy.ndarray, targets: numpy.ndarray, record: dict) -> dict:
