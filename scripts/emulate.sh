@@ -177,9 +177,9 @@ for target in "${TARGET_LIST[@]}"; do
     echo "== $target: golden examples FAILED (the bench still runs, to measure accuracy there)" >&2
     status=1
   fi
-  echo "== $target: bench on $LIMIT texts (latency under emulation is not the target's)" >&2
+  echo "== $target: bench on $LIMIT texts spread over $DATA (latency under emulation is not the target's)" >&2
   # One thread, batch 1 and 32, no cold starts: under TCG only the predictions are worth the wait.
-  run_on "$target" bench "$BUNDLE" --data "$DATA" --limit "$LIMIT" --threads 1 --batch-sizes 1,32 \
+  run_on "$target" bench "$BUNDLE" --data "$DATA" --limit "$LIMIT" --spread --threads 1 --batch-sizes 1,32 \
     --warmup 2 --cold-starts 0 --name "$NAME" -o "$OUT/${NAME}_${target}.json"
 done
 if [ "$RECORD" = 1 ]; then

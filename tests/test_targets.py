@@ -148,3 +148,17 @@ def test_the_bundle_verifies_and_benches_on_emulated_avx2_and_arm64(bundle_dir, 
         assert device["architecture"] == architecture and cpu_target(device) == target
         assert device["emulated"].startswith("qemu-") and "emulated by" in device["cpu_model"]
         assert result["data"]["texts"] == 8 and 0 <= result["runs"][0]["accuracy"] <= 1
+
+
+def test_bench_spread_takes_texts_evenly_over_a_file_sorted_by_label(bundle_dir, tmp_path):
+    from edgetune_runtime.bench import _labelled_texts
+
+    labels = Bundle.load(bundle_dir).labels
+    rows = [{"text": f"text {index}", "label": labels[index // 5 % len(labels)]} for index in range(40)]
+    data = tmp_path / "sorted.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    first, _ = _labelled_texts(BenchConfig(data=str(data), limit=4), labels)
+    spread, spread_labels = _labelled_texts(BenchConfig(data=str(data), limit=4, spread=True), labels)
+    assert first == ["text 0", "text 1", "text 2", "text 3"]
+    assert spread == ["text 0", "text 10", "text 20", "text 30"]
+    assert spread_labels == [rows[index]["label"] for index in (0, 10, 20, 30)]

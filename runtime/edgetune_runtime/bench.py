@@ -54,6 +54,9 @@ class BenchConfig:
     """Run on these CPU cores only (Linux and Android); the cold-start processes inherit it."""
     limit: int | None = None
     """Use only the first N texts of the file."""
+    spread: bool = False
+    """With `limit`: take the N texts evenly spaced over the file instead of the first N (a test file sorted
+    by label would otherwise give a few labels only)."""
     warmup: int = 20
     """Untimed calls before each timed setting (first calls allocate buffers and fill caches)."""
     cold_starts: int = 3
@@ -212,10 +215,13 @@ def _labelled_texts(config: BenchConfig, bundle_labels: list[str]) -> tuple[list
                              f"{len(bundle_labels)} labels; remove the row or use the data the bundle was trained for")
         texts.append(row.text)
         labels.append(row.label)
-        if config.limit is not None and len(texts) == config.limit:
+        if config.limit is not None and len(texts) == config.limit and not config.spread:
             break
     if not texts:
         raise InputError(f"{config.data}: no texts to benchmark on")
+    if config.spread and config.limit is not None and len(texts) > config.limit:
+        chosen = [index * len(texts) // config.limit for index in range(config.limit)]
+        return [texts[index] for index in chosen], [labels[index] for index in chosen]
     return texts, labels
 
 

@@ -256,6 +256,9 @@ def _numbers(option: str):
               help="Run on these cores only, e.g. 0 or 2,3 (Linux/Android).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use only the first N rows of --data (classification default: all; generation: 200).")
+@click.option("--spread", is_flag=True, default=None,
+              help="Classification: with --limit, take the N rows evenly spaced over --data instead of the first N "
+                   "(a file sorted by label would otherwise give a few labels only).")
 @click.option("--warmup", type=click.IntRange(min=0), default=None,
               help="Untimed calls (classification, default 20) or rounds (generation, default 1) before each setting.")
 @click.option("--cold-starts", type=click.IntRange(min=0), default=3, show_default=True,
