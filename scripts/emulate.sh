@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Verify and benchmark a bundle on CPUs this machine is not: AVX2-only x86 and ARM64, under qemu-user.
 #
-#   scripts/emulate.sh BUNDLE LABELLED_TEXTS [--targets avx2,arm64] [--limit 300] [--out DIR] [--name NAME] [--record]
+#   scripts/emulate.sh BUNDLE LABELLED_TEXTS [--targets host,avx2,arm64] [--limit 300] [--out DIR] [--name NAME] [--record]
 #   scripts/emulate.sh --setup-only [--targets avx2,arm64]
 #   scripts/emulate.sh --exec TARGET PYTHON_ARGS...   (the target's Python, e.g. -m edgetune_runtime.graph_outputs)
 #
 # For each target it runs `edgetune-runtime verify BUNDLE` and `edgetune-runtime bench BUNDLE --data
-# LABELLED_TEXTS` under the emulator and writes OUT/<name>_<target>.json (default OUT: benchmarks/results/
-# emulated), the usual bench result whose `device` names the emulated CPU and carries `emulated`.
+# LABELLED_TEXTS --limit N --spread` under the emulator (`host`: natively, for comparison) and writes
+# OUT/<name>_<target>.json (default OUT: benchmarks/results/emulated), the usual bench result whose `device`
+# names the emulated CPU and carries `emulated`; then `edgetune report` merges them into OUT/<name>_report/.
 # With --record, a bundle directory whose golden examples pass on every target gets them added to its manifest's
 # `verified_targets` (re-sealed; edgetune.bundle.targets), so `verify` stops warning there.
-# `edgetune report OUT/*.json host.json` merges them: accuracy per ISA beside the host's. Latency under
-# emulation is not the target's (TCG translates every instruction): read only accuracy and the golden check.
+# Latency under emulation is not the target's (TCG translates every instruction): read only accuracy and
+# the golden check (the report keeps emulated runs off its latency plot).
 #
 # Targets:
 #   avx2   qemu-x86_64 -cpu Haswell: AVX2 and FMA, no AVX-512, no VNNI (the host's Python runs translated).
@@ -30,6 +31,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# The host's Python, with the toolchain installed: runs the host's bench, the report and --record.
+PYTHON="${PYTHON:-$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
 CACHE="${EDGETUNE_EMULATE_CACHE:-$HOME/.cache/edgetune/emulate}"
 # The runtime's dependencies, pinned to the versions the toolchain's suite runs (pyproject.toml) so a
 # difference seen under emulation is the CPU's, not a library's.
@@ -43,7 +46,7 @@ ARM64_DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 fail() { echo "error: $*" >&2; exit 2; }
 
-TARGETS="avx2,arm64"; LIMIT=300; OUT="$REPO/benchmarks/results/emulated"; NAME=""; SETUP_ONLY=0; RECORD=0; EXEC_ARGS=(); POSITIONAL=()
+TARGETS="host,avx2,arm64"; LIMIT=300; OUT="$REPO/benchmarks/results/emulated"; NAME=""; SETUP_ONLY=0; RECORD=0; EXEC_ARGS=(); POSITIONAL=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --targets) TARGETS="$2"; shift 2 ;;
@@ -125,11 +128,12 @@ EOF
 }
 
 setup_target() {  # $1: target
+  [ "$1" = host ] && return  # this machine, natively: the accuracy the emulated targets are compared with
   mkdir -p "$CACHE/$1"
   case "$1" in
     avx2) ensure_wheels avx2 x86_64 "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ;;
     arm64) ensure_arm64_sysroot; ensure_wheels arm64 aarch64 3.11 ;;
-    *) fail "--targets: unknown target '$1'; choose from avx2, arm64" ;;
+    *) fail "--targets: unknown target '$1'; choose from host, avx2, arm64" ;;
   esac
   write_cpuinfo "$1"
 }
@@ -137,6 +141,10 @@ setup_target() {  # $1: target
 # The target's Python under its emulator, seeing the emulated CPU's cpuinfo.
 run_python() {  # $1: target, then the interpreter's arguments
   local target="$1"; shift
+  if [ "$target" = host ]; then
+    PYTHONPATH="$REPO/runtime" nice -n 10 "$PYTHON" "$@"
+    return
+  fi
   local emulator python
   case "$target" in
     # The interpreter's own binary (qemu runs ELF files, not a pyenv or venv wrapper script).
@@ -182,10 +190,15 @@ for target in "${TARGET_LIST[@]}"; do
   run_on "$target" bench "$BUNDLE" --data "$DATA" --limit "$LIMIT" --spread --threads 1 --batch-sizes 1,32 \
     --warmup 2 --cold-starts 0 --name "$NAME" -o "$OUT/${NAME}_${target}.json"
 done
+RESULTS=()
+for target in "${TARGET_LIST[@]}"; do RESULTS+=("$OUT/${NAME}_${target}.json"); done
+echo "== report: accuracy per target → $OUT/${NAME}_report/" >&2
+PYTHONPATH="$REPO/toolchain:$REPO/runtime" "$PYTHON" -m edgetune report "${RESULTS[@]}" -o "$OUT/${NAME}_report" \
+  --title "$NAME on each CPU target" --force
 if [ "$RECORD" = 1 ]; then
   [ "$status" = 0 ] || fail "not recording targets: the golden examples failed on at least one of them"
-  # The toolchain's Python (its own .venv when there is one) re-seals the manifest.
-  PYTHON="${PYTHON:-$([ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
-  PYTHONPATH="$REPO/toolchain:$REPO/runtime" "$PYTHON" -m edgetune.bundle.targets "$BUNDLE" "${TARGET_LIST[@]}"
+  recorded=()
+  for target in "${TARGET_LIST[@]}"; do [ "$target" = host ] || recorded+=("$target"); done
+  PYTHONPATH="$REPO/toolchain:$REPO/runtime" "$PYTHON" -m edgetune.bundle.targets "$BUNDLE" "${recorded[@]}"
 fi
 exit $status

@@ -341,7 +341,9 @@ def test_cli_errors_name_the_flag(tmp_path, data_files):
 
 
 # Flags of other programs that edgetune runs (pip, in `edgetune models pull`), not its own.
-FOREIGN_FLAGS = {"--no-deps", "--only-binary", "--no-index", "--find-links", "--disable-pip-version-check", "--dest"}
+FOREIGN_FLAGS = {"--no-deps", "--only-binary", "--no-index", "--find-links", "--disable-pip-version-check", "--dest",
+                 # scripts/emulate.sh's, named by the toolchain code that runs it
+                 "--record", "--exec", "--setup-only", "--targets"}
 
 
 def _flags_in_source() -> dict[str, str]:

@@ -141,7 +141,8 @@ def test_the_bundle_verifies_and_benches_on_emulated_avx2_and_arm64(bundle_dir, 
                           "--out", str(tmp_path), "--name", "tiny"], capture_output=True, text=True,
                          env=os.environ | {"PYTHON": sys.executable})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("golden examples reproduce on this device") == 2
+    assert run.stdout.count("golden examples reproduce on this device") == 3  # host, avx2, arm64
+    assert "arm64 (emulated)" in (tmp_path / "tiny_report" / "report.md").read_text()
     for target, architecture in (("avx2", "x86_64"), ("arm64", "aarch64")):
         result = json.loads((tmp_path / f"tiny_{target}.json").read_text())
         device = result["device"]

@@ -14,8 +14,13 @@ class BundleConfig:
 
     golden_examples: int = setting(
         16, help="Real validation texts shipped with their expected outputs, so a device can verify the bundle.")
+    # 0.15: int8 kernels differ by instruction set. The quickstart int8 bundle's golden probabilities moved by up
+    # to 0.068 under emulated AVX2-only x86 (same labels; 0.02 refused 5 of 16), and by up to 0.10 on 600 test
+    # texts; a broken graph moves the top label, which fails at any tolerance (benchmarks/README.md).
     golden_tolerance: float = setting(
-        0.02, help="Largest probability drift a device may show on a golden example (int8 kernels differ by CPU).")
+        0.15, help="Largest drift of a golden example's probability on any device; its top label must also stay "
+                   "unless it was a near tie (margin within the tolerance). Int8 kernels differ by CPU: 0.15 "
+                   "holds on AVX-512 VNNI, AVX2-only and ARM64 as measured.")
     ort_format: bool = setting(False, aliases=("--ort",),
                                help="Also write model.ort and required_operators.config for ONNX Runtime "
                                     "mobile/minimal builds.")
