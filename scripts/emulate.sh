@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Verify and benchmark a bundle on CPUs this machine is not: AVX2-only x86 and ARM64, under qemu-user.
 #
-#   scripts/emulate.sh BUNDLE LABELLED_TEXTS [--targets host,avx2,arm64] [--limit 300] [--out DIR] [--name NAME] [--record]
+#   scripts/emulate.sh BUNDLE LABELLED_TEXTS [--targets host,avx2,arm64] [--limit 300] [--out DIR] [--name NAME]
+#                      [--record]
+#   scripts/emulate.sh BUNDLE --verify-only [--targets ...] [--record]
 #   scripts/emulate.sh --setup-only [--targets avx2,arm64]
 #   scripts/emulate.sh --exec TARGET PYTHON_ARGS...   (the target's Python, e.g. -m edgetune_runtime.graph_outputs)
 #
 # For each target it runs `edgetune-runtime verify BUNDLE` and `edgetune-runtime bench BUNDLE --data
 # LABELLED_TEXTS --limit N --spread` under the emulator (`host`: natively, for comparison) and writes
 # OUT/<name>_<target>.json (default OUT: benchmarks/results/emulated), the usual bench result whose `device`
-# names the emulated CPU and carries `emulated`; then `edgetune report` merges them into OUT/<name>_report/.
+# names the emulated CPU and carries `emulated`, and OUT/<name>_<target>_verify.json (the golden check); then
+# `edgetune report` merges them into OUT/<name>_report/. --verify-only skips the bench and the report.
 # With --record, a bundle directory whose golden examples pass on every target gets them added to its manifest's
 # `verified_targets` (re-sealed; edgetune.bundle.targets), so `verify` stops warning there.
 # Latency under emulation is not the target's (TCG translates every instruction): read only accuracy and
@@ -43,10 +46,10 @@ ARM64_DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 
             libgomp1 libdb5.3 libnsl2 libtirpc3 libgssapi-krb5-2 libkrb5-3 libk5crypto3 libcom-err2
             libkrb5support0 libkeyutils1 libcrypt1 libzstd1)
 
-usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 fail() { echo "error: $*" >&2; exit 2; }
 
-TARGETS="host,avx2,arm64"; LIMIT=300; OUT="$REPO/benchmarks/results/emulated"; NAME=""; SETUP_ONLY=0; RECORD=0; EXEC_ARGS=(); POSITIONAL=()
+TARGETS="host,avx2,arm64"; LIMIT=300; OUT="$REPO/benchmarks/results/emulated"; NAME=""; SETUP_ONLY=0; RECORD=0; VERIFY_ONLY=0; EXEC_ARGS=(); POSITIONAL=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --targets) TARGETS="$2"; shift 2 ;;
@@ -55,13 +58,16 @@ while [ $# -gt 0 ]; do
     --name) NAME="$2"; shift 2 ;;
     --setup-only) SETUP_ONLY=1; shift ;;
     --record) RECORD=1; shift ;;
+    --verify-only) VERIFY_ONLY=1; shift ;;
     --exec) [ $# -ge 3 ] || usage; TARGETS="$2"; shift 2; EXEC_ARGS=("$@"); break ;;
     -h|--help) usage ;;
     -*) fail "unknown option $1 (see --help)" ;;
     *) POSITIONAL+=("$1"); shift ;;
   esac
 done
-if [ "$SETUP_ONLY" = 0 ] && [ "${#EXEC_ARGS[@]}" = 0 ] && [ "${#POSITIONAL[@]}" -ne 2 ]; then usage; fi
+if [ "$SETUP_ONLY" = 0 ] && [ "${#EXEC_ARGS[@]}" = 0 ] && [ "${#POSITIONAL[@]}" -ne $((2 - VERIFY_ONLY)) ]; then
+  usage
+fi
 [ "$(uname -m)" = x86_64 ] || fail "the emulated targets are set up from an x86_64 Linux host; this is $(uname -m)"
 [ "$(id -u)" = 0 ] || fail "run as root: qemu-user comes from apt-get and the cpuinfo bind mount needs unshare -m"
 
@@ -173,28 +179,31 @@ if [ "${#EXEC_ARGS[@]}" -gt 0 ]; then
 fi
 [ "$SETUP_ONLY" = 1 ] && { echo "emulated targets ready: ${TARGET_LIST[*]} (cache: $CACHE)"; exit 0; }
 
-BUNDLE="${POSITIONAL[0]}"; DATA="${POSITIONAL[1]}"
+BUNDLE="${POSITIONAL[0]}"; DATA="${POSITIONAL[1]:-}"
 [ -e "$BUNDLE" ] || fail "$BUNDLE: no such bundle"
-[ -f "$DATA" ] || fail "$DATA: no such labelled-texts file"
+[ "$VERIFY_ONLY" = 1 ] || [ -f "$DATA" ] || fail "$DATA: no such labelled-texts file"
 NAME="${NAME:-$(basename "${BUNDLE%.zip}")}"
 mkdir -p "$OUT"
 status=0
 for target in "${TARGET_LIST[@]}"; do
   echo "== $target: verify" >&2
-  if ! run_on "$target" verify "$BUNDLE"; then
+  if ! run_on "$target" verify "$BUNDLE" -o "$OUT/${NAME}_${target}_verify.json"; then
     echo "== $target: golden examples FAILED (the bench still runs, to measure accuracy there)" >&2
     status=1
   fi
+  [ "$VERIFY_ONLY" = 1 ] && continue
   echo "== $target: bench on $LIMIT texts spread over $DATA (latency under emulation is not the target's)" >&2
   # One thread, batch 1 and 32, no cold starts: under TCG only the predictions are worth the wait.
   run_on "$target" bench "$BUNDLE" --data "$DATA" --limit "$LIMIT" --spread --threads 1 --batch-sizes 1,32 \
     --warmup 2 --cold-starts 0 --name "$NAME" -o "$OUT/${NAME}_${target}.json"
 done
-RESULTS=()
-for target in "${TARGET_LIST[@]}"; do RESULTS+=("$OUT/${NAME}_${target}.json"); done
-echo "== report: accuracy per target → $OUT/${NAME}_report/" >&2
-PYTHONPATH="$REPO/toolchain:$REPO/runtime" "$PYTHON" -m edgetune report "${RESULTS[@]}" -o "$OUT/${NAME}_report" \
-  --title "$NAME on each CPU target" --force
+if [ "$VERIFY_ONLY" = 0 ]; then
+  RESULTS=()
+  for target in "${TARGET_LIST[@]}"; do RESULTS+=("$OUT/${NAME}_${target}.json"); done
+  echo "== report: accuracy per target → $OUT/${NAME}_report/" >&2
+  PYTHONPATH="$REPO/toolchain:$REPO/runtime" "$PYTHON" -m edgetune report "${RESULTS[@]}" -o "$OUT/${NAME}_report" \
+    --title "$NAME on each CPU target" --force
+fi
 if [ "$RECORD" = 1 ]; then
   [ "$status" = 0 ] || fail "not recording targets: the golden examples failed on at least one of them"
   recorded=()

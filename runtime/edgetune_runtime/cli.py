@@ -187,8 +187,11 @@ def chat(bundle_path: str, system: str | None, threads: int, inter_op_threads: i
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True))
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="ONNX Runtime intra-op threads (0: one per physical core).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the outcome as JSON here (device, tolerance, every mismatch), written atomically.")
 @_session_options
-def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...]) -> None:
+def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...],
+           output_path: str | None) -> None:
     """Check every file's sha256 and run the golden examples; exit 1 on any mismatch.
 
     Warns (without failing) on a CPU outside the targets the bundle records as verified (avx512-vnni,
@@ -203,6 +206,17 @@ def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tup
     if warning:
         click.echo(warning, err=True)
     check = bundle.verify()
+    if output_path:
+        from edgetune_runtime.atomic_write import write_json_atomic
+        from edgetune_runtime.targets import cpu_target
+
+        machine = describe_machine()
+        write_json_atomic(output_path, {
+            "bundle": bundle_path, "model_sha256": bundle.manifest["files"][bundle.manifest["model"]],
+            "device": machine, "target": cpu_target(machine),
+            "verified_targets": bundle.manifest.get("verified_targets"),
+            "golden_tolerance": bundle.manifest.get("golden_tolerance"), "checked": check.checked,
+            "passed": check.passed, "mismatches": check.mismatches, "command": ["edgetune-runtime", *sys.argv[1:]]})
     if check.passed:
         click.echo(f"ok: {len(bundle.manifest['files'])} files match their sha256, "
                    f"{check.checked} golden examples reproduce on this device")
