@@ -61,8 +61,11 @@ def test_a_bundle_records_the_build_machine_and_verify_warns_elsewhere(bundle_di
     host = cpu_target(describe_machine())
     assert manifest["verified_targets"] == [host]
     assert manifest["golden_tolerance"] == BundleConfig().golden_tolerance
-    result = CliRunner().invoke(runtime_cli, ["verify", str(bundle_dir)])
+    result = CliRunner().invoke(runtime_cli, ["verify", str(bundle_dir), "-o", str(tmp_path / "verify.json")])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
+    outcome = json.loads((tmp_path / "verify.json").read_text())
+    assert outcome["passed"] and outcome["checked"] == 4 and outcome["mismatches"] == []
+    assert outcome["target"] == host and outcome["golden_tolerance"] == manifest["golden_tolerance"]
     # The same bundle re-sealed as if verified on another target only: still verifies here, with a warning.
     elsewhere = shutil.copytree(bundle_dir, tmp_path / "elsewhere")
     other = "arm64" if host != "arm64" else "avx2"
