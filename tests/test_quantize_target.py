@@ -49,7 +49,8 @@ def test_quantize_for_an_emulated_target_scores_every_variant_there(tmp_path, ti
     report = quantize(tiny_export_dir, tmp_path / "q", QuantizeConfig(
         variants=("dynamic-int8",), target=target, target_texts=16, latency_texts=5, max_accuracy_drop=100.0))
     for row in report["variants"].values():
-        assert row["target"] == target and row["emulated"] and row["target_texts"] == 16
+        # At most target_texts: the tiny model's validation split has fewer.
+        assert row["target"] == target and row["emulated"] and 0 < row["target_texts"] <= 16
         assert 0 <= row["target_accuracy"] <= 1
     assert report["variants"]["fp32"]["target_accuracy_drop_points"] == 0
     assert report["reason"].startswith(f"most accurate quantised variant on an emulated {target} CPU")
