@@ -135,6 +135,15 @@ class Bundle:
 
     def verify(self) -> GoldenCheck:
         """Run the golden examples shipped in the bundle and report any disagreement."""
+        try:
+            tolerance = float(self.manifest.get("golden_tolerance", 0.02))
+        except (ValueError, TypeError) as error:
+            raise BundleError(f"{self.directory}: golden_tolerance is malformed ({error})") from None
+        parsed = self.golden_examples()
+        return GoldenCheck(len(parsed), self._golden_mismatches(parsed, tolerance))
+
+    def golden_examples(self) -> list:
+        """The shipped golden examples, parsed by the task (`_parse_golden_example`)."""
         golden_name = self.manifest.get("golden")
         if not golden_name:
             raise BundleError(f"{self.directory}: the bundle ships no golden examples")
@@ -143,11 +152,9 @@ class Bundle:
             examples = loads_bounded(path.read_bytes(), str(path))
             if not isinstance(examples, list):
                 raise TypeError("the golden file is not a list of examples")
-            tolerance = float(self.manifest.get("golden_tolerance", 0.02))
-            parsed = [self._parse_golden_example(example) for example in examples]
+            return [self._parse_golden_example(example) for example in examples]
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise BundleError(f"{path}: the golden examples are malformed ({type(error).__name__}: {error})") from None
-        return GoldenCheck(len(examples), self._golden_mismatches(parsed, tolerance))
 
     # --- what a task supplies -------------------------------------------------------------------------------
 
