@@ -127,15 +127,10 @@ def _special_tokens(post_processor: dict, tokenizer_path: Path) -> tuple[str, st
                         f"post-processor ({kind}) does not; leave --tokenizer-in-graph off for this model")
 
 
-def check_text_model(runtime_bundle, golden: list[dict]) -> None:
-    """Refuse the bundle unless the text model passes the golden examples just computed by the Python runtime,
-    judged as a device judges the bundle (`edgetune_runtime.tasks.classification.golden_mismatches`)."""
-    from edgetune_runtime.tasks.classification import golden_mismatches
-
-    examples = [runtime_bundle._parse_golden_example(example) for example in golden]
-    probabilities = runtime_bundle.text_model(intra_op_threads=1).predict_proba([example["text"] for example in golden])
-    mismatches = golden_mismatches(probabilities, examples, runtime_bundle.labels,
-                                   float(runtime_bundle.manifest.get("golden_tolerance", 0.02)))
+def check_text_model(runtime_bundle, texts: list[str]) -> None:
+    """Refuse the bundle unless the text model gives the Python runtime's answers on `texts` (the golden texts),
+    both one text at a time, judged as a device judges golden examples (`TextModel.mismatches`)."""
+    mismatches = runtime_bundle.text_model(intra_op_threads=1).mismatches(texts)
     if mismatches:
         first = mismatches[0]
         raise EdgetuneError(f"the in-graph tokenizer's model disagrees with the Python runtime on {len(mismatches)} "

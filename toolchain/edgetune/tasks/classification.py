@@ -164,7 +164,7 @@ class ClassificationTask(Task):
         if runtime_bundle.typed_manifest.section.get("text_model"):
             from edgetune.bundle.text_model import check_text_model
 
-            check_text_model(runtime_bundle, golden)
+            check_text_model(runtime_bundle, texts)
         return golden
 
     def card_summary(self, manifest: dict) -> str:
