@@ -113,3 +113,17 @@ def test_a_quant_aware_run_saves_weights_on_the_int4_grid(tmp_path, tiny_chat_di
         assert torch.equal(fake_quantize_int4(weights[name], 32), weights[name]), name
     base = load_file(tiny_chat_dir / "model.safetensors")
     assert not torch.equal(weights["model.layers.0.mlp.down_proj.weight"], base["model.layers.0.mlp.down_proj.weight"])
+
+
+def test_full_fine_tuning_rounds_every_weight_and_trains_it(tiny_chat_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_dir)
+    ids = torch.tensor([[3, 8, 13, 21, 34]])
+    plain = model(input_ids=ids).logits.detach()
+    assert train_for_int4(model, "int4-block128") == 2 * 7 + 2
+    assert train_for_int4(AutoModelForCausalLM.from_pretrained(tiny_chat_dir), "off") == 0
+    rounded = model(input_ids=ids, labels=ids)
+    assert not torch.allclose(plain, rounded.logits, atol=1e-4)
+    rounded.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.dim() == 2)
