@@ -17,7 +17,6 @@ numpy's, so the same seed samples other tokens than the plain loop does).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,7 +33,11 @@ _SEED_RANGE = 2**31
 
 
 def genai_installed() -> bool:
-    return importlib.util.find_spec("onnxruntime_genai") is not None
+    try:
+        import onnxruntime_genai  # noqa: F401 (an import, not a spec lookup: a broken install counts as absent)
+    except ImportError:
+        return False
+    return True
 
 
 def choose_engine(choice: str, *, providers: Sequence[str] | None, session_options, tuning: dict | None) -> str:
