@@ -175,11 +175,12 @@ def bench(bundle_path: str | Path, config: GenerationBenchConfig, *, command: li
             source = str(Path(config.data).resolve())
         else:
             prompts, source = golden_bench_prompts(probe), "golden prompts of the bundle"
+        # Checked before any timing, so a judge that cannot judge these prompts fails at once.
+        judge = _load_judge(config.judge, prompts) if config.judge is not None else None
         by_length = prompts_by_length(probe, prompts, config.prompts_per_length, config.new_tokens,
                                       config.long_prompt_tokens)
         progress(f"{len(prompts)} prompts from {source}; prompt tokens " + ", ".join(
             f"{length} {_median_tokens(by_length[length])}" for length in LENGTHS))
-        judge = _load_judge(config.judge, prompts) if config.judge is not None else None
         labelled = [prompt for prompt in prompts
                     if prompt.reference is not None or (judge is not None and prompt.intent is not None)]
         labelled = labelled[:config.quality_rows]
