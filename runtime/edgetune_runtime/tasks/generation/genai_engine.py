@@ -45,6 +45,8 @@ def choose_engine(choice: str, *, providers: Sequence[str] | None, session_optio
     bundle as asked (CPU, no custom `onnxruntime.SessionOptions`, no optimisers the manifest turns off)."""
     if choice not in ENGINES:
         raise InputError(f"engine: {choice!r} is not one of {', '.join(ENGINES)}")
+    if choice == PLAIN:
+        return PLAIN  # without importing onnxruntime-genai, which would map its libraries for nothing
     blocker = _genai_blocker(providers, session_options, tuning or {})
     if choice == "auto":
         return GENAI if blocker is None else PLAIN
