@@ -19,8 +19,8 @@ from typing import Literal
 from edgetune_runtime.envelope import Bundle
 from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.tasks.generation.chat_template import check_messages
-from edgetune_runtime.tasks.generation.decoder import Decoder, DecoderLayout
-from edgetune_runtime.tasks.generation.genai_engine import GENAI, GenaiEngine, choose_engine
+from edgetune_runtime.tasks.generation.decoder import GENAI_CONFIG, Decoder, DecoderLayout
+from edgetune_runtime.tasks.generation.genai_engine import GENAI, PLAIN, GenaiEngine, choose_engine
 from edgetune_runtime.tasks.generation.sampling import Sampling, TokenChooser
 from edgetune_runtime.tasks.generation.section import GenerationSection
 from edgetune_runtime.tasks.generation.streaming import IncrementalDetokenizer, StopStrings
@@ -68,6 +68,7 @@ class GenerationBundle(Bundle):
     """
 
     def __init__(self, directory, manifest: dict, *, engine: str = "auto", **settings) -> None:
+        self._engine_asked = engine
         self.engine = choose_engine(engine, providers=settings.get("providers"),
                                     session_options=settings.get("session_options"), tuning=manifest.get("session"))
         """What decodes: "onnxruntime-genai" (its generator) or "onnxruntime" (the plain loop)."""
@@ -78,6 +79,12 @@ class GenerationBundle(Bundle):
 
     def _read_section(self, section: dict, where: str) -> None:
         self.generation = GenerationSection.parse(section, where)
+        if self.engine == GENAI and self.generation.genai_config != GENAI_CONFIG:
+            # onnxruntime-genai reads the folder's genai_config.json, whatever the manifest names.
+            if self._engine_asked != "auto":
+                raise BundleError(f"{where}: generation.genai_config is {self.generation.genai_config!r}; "
+                                  f"onnxruntime-genai reads only {GENAI_CONFIG}: use engine 'onnxruntime'")
+            self.engine = PLAIN
 
     def _session_at_load(self) -> bool:
         # With onnxruntime-genai decoding, a second copy of the weights in a plain session would cost its
@@ -111,14 +118,6 @@ class GenerationBundle(Bundle):
         if self.generation.context_length > layout.context_length:
             raise BundleError(f"{where}: generation.context_length {self.generation.context_length} is longer than "
                               f"the model's {layout.context_length} in {self.generation.genai_config}")
-        if self.engine == GENAI:
-            settings = self._session_settings
-            self.genai = GenaiEngine(self.directory, self.generation.stop_token_ids,
-                                     intra_op_threads=settings["intra_op_threads"],
-                                     inter_op_threads=settings["inter_op_threads"],
-                                     config_entries=(self.manifest.get("session") or {}).get("config_entries"))
-        else:
-            self._decoder = Decoder(self.session, layout)
         path = self.directory / self.typed_manifest.tokenizer
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
@@ -130,6 +129,15 @@ class GenerationBundle(Bundle):
         if unknown:
             raise BundleError(f"{where}: generation.stop_token_ids holds {unknown[0]}, past the model's vocabulary "
                               f"of {layout.vocab_size}")
+        # The engine loads last, once every cheap check of the files it reads has passed.
+        if self.engine == GENAI:
+            settings = self._session_settings
+            self.genai = GenaiEngine(self.directory, self.generation.stop_token_ids,
+                                     intra_op_threads=settings["intra_op_threads"],
+                                     inter_op_threads=settings["inter_op_threads"],
+                                     config_entries=(self.manifest.get("session") or {}).get("config_entries"))
+        else:
+            self._decoder = Decoder(self.session, layout)
 
     @property
     def context_length(self) -> int:
