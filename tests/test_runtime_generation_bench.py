@@ -219,9 +219,14 @@ def test_intent_fidelity_is_the_share_of_answers_the_judge_reads_as_the_prompts_
         writer.writerows(zip(instructions, intents, strict=True))
     config = GenerationBenchConfig(data=str(data), judge=str(judge_bundle), new_tokens=6, prompts_per_length=1,
                                    cold_starts=0, warmup=0)
-    quality = bench(tiny_chat_bundle_dir, config).to_dict()["quality"]
+    judged = json.loads(json.dumps(bench(tiny_chat_bundle_dir, config).to_dict()))
+    quality = judged["quality"]
     assert quality["intent_fidelity"] == 0.5 and quality["judged_rows"] == 4
     assert quality["judge"] == str(judge_bundle.resolve()) and quality["rows"] == 0 and quality["perplexity"] is None
+    from edgetune.report.generation import generation_table
+
+    table = generation_table([(tmp_path / "judged.json", judged)])
+    assert "intent fidelity |" in table.splitlines()[0] and table.splitlines()[-1].endswith("| 50.0% |")
 
     # Labels the judge does not know, a file without labels, a judge that is no classifier: one line each.
     unknown = tmp_path / "unknown.csv"
