@@ -60,9 +60,7 @@ def tune(data_config: DataConfig, config: TuneConfig, run_dir: str | Path, *, bu
     load_labelled_data(data_config)  # the data is checked before any storage or model is touched
     url = storage_url(config.storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=open_storage(url, config.heartbeat_s), study_name=config.study,
-                                load_if_exists=True, sampler=_sampler(config), pruner=_pruner(config),
-                                directions=["maximize", "minimize"] if config.mode == "multi" else ["maximize"])
+    study = _create_or_join(url, config)
     _check_same_search(study, config)
     recover_dead_trials(study)
     _search(study, data_config, config, run_dir)
@@ -73,6 +71,24 @@ def tune(data_config: DataConfig, config: TuneConfig, run_dir: str | Path, *, bu
     from edgetune.tune.result import write_result
 
     return write_result(study, data_config, config, run_dir, url)
+
+
+def _create_or_join(url: str, config: TuneConfig):
+    """The study, created by the first worker and joined by the others. Workers starting together may race
+    to create the storage's tables or the study itself: the loser tries again and then joins."""
+    import optuna
+
+    directions = ["maximize", "minimize"] if config.mode == "multi" else ["maximize"]
+    for attempt in range(5):
+        try:
+            return optuna.create_study(storage=open_storage(url, config.heartbeat_s), study_name=config.study,
+                                       load_if_exists=True, sampler=_sampler(config), pruner=_pruner(config),
+                                       directions=directions)
+        except Exception as error:
+            if attempt == 4 or not type(error).__module__.startswith(("sqlalchemy", "optuna")) \
+                    or isinstance(error, EdgetuneError):
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def _sampler(config: TuneConfig):

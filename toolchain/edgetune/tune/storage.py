@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import warnings
 from pathlib import Path
 
 from edgetune.atomic import process_exists
@@ -48,6 +49,8 @@ def open_storage(url: str, heartbeat_s: int):
         raise ConfigError(f"storage: {url!r} is not a storage URL; use sqlite:///runs/tune/study.db, "
                           "postgresql://user@host/db, mysql://user@host/db or journal:PATH")
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    # Heartbeats have been "experimental" since Optuna 2.8 and are what its docs recommend for this; say it once, here.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                           grace_period=heartbeat_s * STALE_HEARTBEATS,
