@@ -92,3 +92,52 @@ def test_rows_file_written_is_what_trials_json_holds(three_trial_study):
 
 def write_small(tmp_path: Path, rows) -> Path:
     return write_csv(tmp_path / "train.csv", rows)
+
+
+def tune_recipe(tmp_path: Path, tiny_bert_dir: Path, train: Path, space: str) -> Path:
+    path = tmp_path / "tune.yaml"
+    path.write_text(f"""
+name: tiny-tune
+description: a two-trial search, then the normal stages on the chosen model
+data:
+  train: {train}
+stages:
+  tune:
+    base: {{model: {tiny_bert_dir}, epochs: 1, batch_size: 16, early_stopping_patience: 0, max_length: 32}}
+    space:
+{space}
+    trials: 2
+    latency_texts: 8
+    pick: fastest-within 5
+  export: {{}}
+  quantize: {{variants: [dynamic-int8]}}
+  bundle: {{golden_examples: 4}}
+""", encoding="utf-8")
+    return path
+
+
+def test_a_recipe_tune_stage_is_validated_like_the_others(tmp_path, tiny_bert_dir, small_banking77):
+    from edgetune.errors import ConfigError
+    from edgetune.recipes.check import check_recipe
+    from edgetune.recipes.load import load_recipe
+
+    bad = tune_recipe(tmp_path, tiny_bert_dir, small_banking77["train"],
+                      "      lr: {type: float, low: 0.001, high: 0.005, log: true}")
+    with pytest.raises(ConfigError, match=r"stages\.tune\.space\.lr: not a searchable setting"):
+        check_recipe(load_recipe(bad))
+
+
+@pytest.mark.slow
+def test_a_recipe_runs_tune_then_bundles_the_chosen_model(tmp_path, tiny_bert_dir, small_banking77):
+    from edgetune.recipes.load import load_recipe
+    from edgetune.recipes.runner import run_recipe
+    from edgetune_runtime.bundle import Bundle
+
+    recipe = tune_recipe(tmp_path, tiny_bert_dir, small_banking77["train"],
+                         "      learning_rate: {type: float, low: 0.001, high: 0.005, log: true}")
+    result = run_recipe(load_recipe(recipe), tmp_path / "run")
+    tuned = result.output_of("tune")
+    assert (tuned / "edgetune.json").is_file() and (tuned / "tune" / "front.html").is_file()
+    trials = json.loads((tuned / "tune" / "trials.json").read_text())
+    assert len(trials["trials"]) == 2
+    assert Bundle.load(result.output_of("bundle")).predict(["card declined"])[0][0].label

@@ -86,8 +86,9 @@ class TuneConfig:
         None, help="Optuna storage URL: sqlite:///path.db, postgresql://user@host/db, mysql://..., or "
                    f"journal:PATH for a journal file. Default: {STUDY_FILE} in the run directory.")
     study: str = setting("edgetune-tune", help="Study name; workers given the same storage and study share trials.")
-    sampler_seed: int | None = setting(None, help="Sampler seed (for a repeatable single worker; leave unset for several "
-                                          "workers, or they would draw the same trials).")
+    sampler_seed: int | None = setting(
+        None, help="Sampler seed (for a repeatable single worker; leave unset for several workers, or they would "
+                   "draw the same trials).")
     pick: str = setting("fastest-within 0.5",
                         help="Which trial becomes the result: `fastest-within 0.5` (points of the best metric), "
                              "`most-accurate-under 2ms`, `most-accurate-under 30mb` or `most-accurate`.")

@@ -69,7 +69,8 @@ def pick_trial(rows: list[dict], rule: PickRule, objective: str) -> tuple[dict, 
                             f"{'fast' if key == 'p50_ms' else 'small'} (the best is {fastest:g} {rule.unit}); "
                             "raise the limit or search smaller models (num_layers, max_length)")
     chosen = max(under, key=lambda row: (row[objective], -row[key]))
-    return chosen, f"the most accurate with {key.removesuffix('_ms').removesuffix('_mb')} under {rule.value:g} {rule.unit}"
+    measure = "p50 latency" if key == "p50_ms" else "size"
+    return chosen, f"the most accurate with {measure} under {rule.value:g} {rule.unit}"
 
 
 def write_result(study, data_config: DataConfig, config: TuneConfig, run_dir: Path, url: str):
