@@ -57,12 +57,14 @@ def tune_command(output: str, space_file: str | None, worker_only: bool, **optio
     writes front.png, front.html and trials.json, picks a trial by --pick and bundles it.
     """
     from edgetune.tune.search import tune
+    from edgetune.tune.storage import without_password
 
     data_config = DATA_OPTIONS.build(options)
     config = TUNE_OPTIONS.build(options, {"space": read_space_file(space_file)} if space_file else None)
     result = tune(data_config, config, output, build_result=not worker_only)
     finished = sum(row["state"] in ("complete", "pruned") for row in result.trials)
-    click.echo(f"study {result.study}: {len(result.trials)} trials ({finished} finished) in {result.storage}")
+    storage = without_password(result.storage)
+    click.echo(f"study {result.study}: {len(result.trials)} trials ({finished} finished) in {storage}")
     if result.chosen is not None:
         chosen = result.chosen
         click.echo(f"chosen: trial {chosen['number']}: validation {config.objective} {chosen[config.objective]:.2%}, "

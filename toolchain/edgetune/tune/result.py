@@ -20,6 +20,7 @@ from edgetune.data.config import DataConfig
 from edgetune.errors import EdgetuneError
 from edgetune.report.pareto import pareto_front
 from edgetune.tune.config import PickRule, TuneConfig
+from edgetune.tune.storage import without_password
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +90,13 @@ def write_result(study, data_config: DataConfig, config: TuneConfig, run_dir: Pa
 
     files["model"], files["int8"] = model_dir, int8_dir
     files["bundle"] = build_bundle(int8_dir, run_dir / "bundle", BundleConfig(), force=True).directory
-    write_json_atomic(files["trials"], {"study": config.study, "storage": _safe(url), "mode": config.mode,
+    write_json_atomic(files["trials"], {"study": config.study, "storage": without_password(url), "mode": config.mode,
                                         "objective": config.objective, "pick": config.pick, "reason": reason,
                                         "chosen": chosen["number"], "trials": rows})
     _drop_off_front_trials(rows, chosen, config)
     log.info("chosen: trial %d, %s: validation %s %.2f%%, p50 %.3f ms, %.1f MB; bundle %s", chosen["number"], reason,
              config.objective, 100 * chosen[config.objective], chosen["p50_ms"], chosen["size_mb"], files["bundle"])
     return TuneResult(run_dir, url, config.study, rows, chosen, files)
-
-
-def _safe(url: str) -> str:
-    from edgetune.tune.storage import _without_password
-
-    return _without_password(url)
 
 
 def _chosen_artifacts(chosen: dict, data_config: DataConfig, config: TuneConfig, run_dir: Path) -> tuple[Path, Path]:

@@ -138,13 +138,14 @@ def _json_round_trip(value):
 
 def _search(study, data_config: DataConfig, config: TuneConfig, run_dir: Path) -> None:
     """Run trials until the study's trial count or wall budget is reached, or this process's timeout."""
-    import optuna
     from tqdm.auto import tqdm
 
     started = time.monotonic()
+    # Over the trial count when there is one, else over the study's wall budget; with only a timeout, a counter.
     total = config.trials if config.trials is not None else config.budget_s
-    bar = tqdm(total=total, initial=min(total, _progress(study, config)), desc=f"tune {config.study}",
-               unit="trial" if config.trials is not None else "s", dynamic_ncols=True)
+    done = _progress(study, config)
+    bar = tqdm(total=total, initial=done if total is None else min(total, done), desc=f"tune {config.study}",
+               unit="s" if config.trials is None and config.budget_s is not None else "trial", dynamic_ncols=True)
     current: dict[str, int] = {}
 
     def objective(trial):
@@ -154,7 +155,8 @@ def _search(study, data_config: DataConfig, config: TuneConfig, run_dir: Path) -
 
     def report(study_, frozen) -> None:
         bar.write(format_trial_line(frozen, config))
-        bar.update(max(0, min(total, _progress(study, config)) - bar.n))
+        done = _progress(study, config)
+        bar.update(max(0, (done if total is None else min(total, done)) - bar.n))
 
     try:
         while _budget_left(study, config) and (config.timeout_s is None
@@ -170,7 +172,6 @@ def _search(study, data_config: DataConfig, config: TuneConfig, run_dir: Path) -
         bar.close()
     if config.timeout_s is not None and time.monotonic() - started >= config.timeout_s:
         log.info("timeout: %.0f s passed; the same command continues the study", config.timeout_s)
-    del optuna
 
 
 def _objective(trial, study, data_config: DataConfig, config: TuneConfig, run_dir: Path):
@@ -252,9 +253,9 @@ def counted_trials(study) -> list:
 
 def _progress(study, config: TuneConfig) -> float:
     counted = counted_trials(study)
-    if config.trials is not None:
-        return len(counted)
-    return sum(_duration_s(trial) for trial in counted)
+    if config.trials is None and config.budget_s is not None:
+        return sum(_duration_s(trial) for trial in counted)
+    return len(counted)
 
 
 def _duration_s(trial) -> float:
@@ -271,8 +272,11 @@ def _duration_s(trial) -> float:
 def _budget_left(study, config: TuneConfig) -> bool:
     """Whether another trial may start: the running trials of other workers count as spent, so two
     workers finishing together do not both start the last one (see the README on the small race left)."""
+    from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
+    # A trial whose worker died elsewhere is failed (and re-queued) now, not counted as running forever.
+    fail_stale_trials(study)
     counted = counted_trials(study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if config.trials is not None and len(counted) + len(running) >= config.trials:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -52,22 +53,30 @@ def open_storage(url: str, heartbeat_s: int):
     # Heartbeats have been "experimental" since Optuna 2.8 and are what its docs recommend for this; say it once, here.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                          grace_period=heartbeat_s * STALE_HEARTBEATS,
-                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        for attempt in range(5):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                  grace_period=heartbeat_s * STALE_HEARTBEATS,
+                                  heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1))
+            except Exception as error:
+                # Workers starting together race to create the tables: the loser finds them made, and opens again.
+                racing = type(error).__name__ == "IntegrityError" or "locked" in str(error)
+                if not racing or attempt == 4:
+                    raise
+                time.sleep(0.5 + attempt)
     except (ImportError, ModuleNotFoundError) as error:
         raise ConfigError(f"storage: {url.split('://')[0]} needs a database driver that is not installed "
                           f"({error}); install it, e.g. psycopg2-binary for postgresql") from None
     except optuna.exceptions.StorageInternalError as error:
-        raise ConfigError(f"storage: cannot open {_without_password(url)}: {error}") from None
+        raise ConfigError(f"storage: cannot open {without_password(url)}: {error}") from None
     except Exception as error:  # SQLAlchemy's OperationalError and friends: an unreachable or refused database
         if type(error).__module__.startswith("sqlalchemy"):
-            raise ConfigError(f"storage: cannot open {_without_password(url)}: {str(error).splitlines()[0]}") \
+            raise ConfigError(f"storage: cannot open {without_password(url)}: {str(error).splitlines()[0]}") \
                 from None
         raise
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     scheme, _, rest = url.partition("://")
     if "@" in rest and ":" in rest.split("@", 1)[0]:
         user = rest.split("@", 1)[0].split(":", 1)[0]
