@@ -16,14 +16,14 @@ def tiny_tune_values(tiny_bert_dir: Path, trials: int, **extra) -> dict:
                      "max_length": 32},
             "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True},
                       "label_smoothing": {"type": "float", "low": 0.0, "high": 0.1}},
-            "trials": trials, "latency_texts": 8, "sampler_seed": 0, "heartbeat_s": 1, **extra}
+            "trials": trials, "latency_texts": 8, "sampler_seed": 0, **extra}
 
 
 def tune_command(train: Path, run_dir: Path, tiny_bert_dir: Path, trials: int, *extra: str) -> list[str]:
     """`edgetune tune` with the tiny search's settings as flags."""
     return [sys.executable, "-m", "edgetune", "tune", "--train", str(train), "-o", str(run_dir),
             "--model", str(tiny_bert_dir), "--epochs", "1", "--batch-size", "16", "--patience", "0",
-            "--max-length", "32", "--trials", str(trials), "--latency-texts", "8", "--heartbeat-s", "1", *extra]
+            "--max-length", "32", "--trials", str(trials), "--latency-texts", "8", *extra]
 
 
 def environment() -> dict[str, str]:

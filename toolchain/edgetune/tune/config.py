@@ -102,7 +102,7 @@ class TuneConfig:
     latency_texts: int = setting(100, help="Validation texts timed one at a time (batch 1) with the runtime.")
     threads: int = setting(1, help="ONNX Runtime threads while timing; 1 is what a phone app usually gets.")
     heartbeat_s: int = setting(
-        10, help="How often a running trial tells the storage it is alive; a trial silent for 3 heartbeats "
+        30, help="How often a running trial tells the storage it is alive; a trial silent for 3 heartbeats "
                  "(its process was killed) is marked failed and its settings queued again.")
     keep_trials: bool = setting(
         False, help="Keep every trial's model and graphs under trials/; by default only the front's are kept.")

@@ -161,8 +161,16 @@ def _search(study, data_config: DataConfig, config: TuneConfig, run_dir: Path) -
     try:
         while _budget_left(study, config) and (config.timeout_s is None
                                                 or time.monotonic() - started < config.timeout_s):
-            study.optimize(objective, n_trials=1, catch=(EdgetuneError,), callbacks=[report],
-                           gc_after_trial=True)
+            try:
+                study.optimize(objective, n_trials=1, catch=(EdgetuneError,), callbacks=[report],
+                               gc_after_trial=True)
+            except ValueError as error:
+                # Another worker found this trial's heartbeat stale (a machine stalled for minutes) and failed
+                # and re-queued it; its settings run again, so this worker goes on with the next trial.
+                if not str(error).startswith("Cannot tell a FAIL trial"):
+                    raise
+                log.warning("trial %s was failed by another worker (stale heartbeat); continuing",
+                            current.get("number"))
     except KeyboardInterrupt:
         # Optuna marked the interrupted trial failed; its settings were not wrong, so they run again later.
         if "number" in current:
