@@ -96,8 +96,8 @@ def _olive(model_dir: Path, work: Path, olive_python: str | None) -> tuple[Path 
     config["input_model"]["model_path"] = str(model_dir)
     config["output_dir"] = str(work / "olive")
     (work / "olive.json").write_text(json.dumps(config, indent=2))
-    done = subprocess.run([olive_python, "-m", "olive", "run", "--config", str(work / "olive.json")],
-                          capture_output=True, text=True)
+    olive = Path(olive_python).parent / "olive"  # the `olive` command of that environment
+    done = subprocess.run([str(olive), "run", "--config", str(work / "olive.json")], capture_output=True, text=True)
     if done.returncode != 0:
         return None, f"olive run failed: {done.stderr.strip().splitlines()[-1:]}"
     graphs = sorted((work / "olive").rglob("*.onnx"), key=lambda path: path.stat().st_mtime)

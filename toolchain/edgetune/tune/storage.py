@@ -116,8 +116,10 @@ def recover_dead_trials(study) -> list[int]:
 
 
 def requeue(study, number: int) -> None:
-    """Queue the settings of trial `number` again (it was interrupted, not wrong)."""
+    """Queue the settings of trial `number` again if it failed (it was interrupted, not wrong)."""
     from optuna.storages import RetryFailedTrialCallback
+    from optuna.trial import TrialState
 
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    RetryFailedTrialCallback(max_retry=1)(study, trial)
+    if trial.state == TrialState.FAIL:  # an interrupt between trials leaves the last one finished: nothing to redo
+        RetryFailedTrialCallback(max_retry=1)(study, trial)
