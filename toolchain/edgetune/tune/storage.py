@@ -3,7 +3,7 @@
 Every worker of a study (processes on one machine, or machines sharing one PostgreSQL/MySQL database)
 opens the same storage. A running trial writes a heartbeat every `heartbeat_s`; a trial silent for
 three heartbeats is marked failed by the next worker to start a trial, and its settings are queued
-again (Optuna's `RetryFailedTrialCallback`), so a SIGKILL loses no setting and repeats no finished one.
+again (Optuna's `RetryHeartbeatStaleTrialCallback`), so a SIGKILL loses no setting and repeats no finished one.
 On this machine a dead trial is found at once: each trial records its host and pid, and a restarted
 `tune` fails and re-queues trials of its own host whose process is gone, without waiting for the
 heartbeat to go stale (journal files, which keep no heartbeat, rely on this alone).
@@ -38,7 +38,7 @@ def storage_url(storage: str | None, run_dir: Path) -> str:
 def open_storage(url: str, heartbeat_s: int):
     """An Optuna storage for `url` (journal:PATH, or any SQLAlchemy URL Optuna's RDB storage takes)."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -57,7 +57,7 @@ def open_storage(url: str, heartbeat_s: int):
             try:
                 return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                                   grace_period=heartbeat_s * STALE_HEARTBEATS,
-                                  heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1))
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
             except Exception as error:
                 # Workers starting together race to create the tables: the loser finds them made, and opens again.
                 racing = type(error).__name__ == "IntegrityError" or "locked" in str(error)
@@ -98,7 +98,7 @@ def _own_pid() -> int:
 
 def recover_dead_trials(study) -> list[int]:
     """Fail and re-queue the running trials of this host whose process is gone; return their numbers."""
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     host, recovered = socket.gethostname(), []
@@ -107,7 +107,7 @@ def recover_dead_trials(study) -> list[int]:
         if attrs.get(HOST_ATTR) != host or PID_ATTR not in attrs or process_exists(int(attrs[PID_ATTR])):
             continue
         if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            RetryFailedTrialCallback(max_retry=1)(study, study._storage.get_trial(trial._trial_id))
+            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study._storage.get_trial(trial._trial_id))
             recovered.append(trial.number)
     if recovered:
         log.info("trial %s: its process is gone (killed); marked failed, its settings queued again",
@@ -117,9 +117,9 @@ def recover_dead_trials(study) -> list[int]:
 
 def requeue(study, number: int) -> None:
     """Queue the settings of trial `number` again if it failed (it was interrupted, not wrong)."""
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     if trial.state == TrialState.FAIL:  # an interrupt between trials leaves the last one finished: nothing to redo
-        RetryFailedTrialCallback(max_retry=1)(study, trial)
+        RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
