@@ -112,3 +112,20 @@ def test_pick_chooses_by_the_rule():
     assert pick_trial(rows, parse_pick("most-accurate"), "accuracy")[0]["number"] == 0
     with pytest.raises(EdgetuneError, match="no trial is that fast"):
         pick_trial(rows, parse_pick("most-accurate-under 0.1ms"), "accuracy")
+
+
+def test_multi_mode_stops_only_trials_far_below_the_best_at_the_same_epoch():
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from edgetune.tune.search import hopeless
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for curve in ([0.40, 0.80], [0.30, 0.60]):
+        study.add_trial(optuna.trial.create_trial(
+            values=[curve[-1], 1.0], params={"learning_rate": 1e-3},
+            distributions={"learning_rate": FloatDistribution(1e-4, 1e-2)}, user_attrs={"epoch_metric": curve}))
+    config = build({"trials": 4, "prune_margin": 20.0})
+    assert hopeless(study, 1, 0.25, config) is None          # 15 points below the best at epoch 1 (0.40)
+    assert "more than 20 points below the best trial's 0.8000" in hopeless(study, 2, 0.55, config)
+    assert hopeless(study, 3, 0.01, config) is None          # no finished trial ran a third epoch

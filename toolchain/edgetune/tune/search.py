@@ -202,10 +202,9 @@ def _objective(trial, study, data_config: DataConfig, config: TuneConfig, run_di
                 raise optuna.TrialPruned(f"validation {config.objective} {value:.4f} at epoch {epoch}: below the "
                                          "median of earlier trials")
             return
-        best = _best_at_epoch(study, epoch)
-        if best is not None and (best - value) * 100 > config.prune_margin:
-            raise optuna.TrialPruned(f"validation {config.objective} {value:.4f} at epoch {epoch}: more than "
-                                     f"{config.prune_margin:g} points below the best trial's {best:.4f}")
+        reason = hopeless(study, epoch, value, config)
+        if reason:
+            raise optuna.TrialPruned(reason)
 
     started = time.perf_counter()
     try:
@@ -230,6 +229,15 @@ def _constraint_values(outcome: TrialOutcome, config: TuneConfig) -> list[float]
     if config.max_size_mb is not None:
         values.append(outcome.size_mb - config.max_size_mb)
     return values or [0.0]
+
+
+def hopeless(study, epoch: int, value: float, config: TuneConfig) -> str | None:
+    """Multi mode's pruning rule: why a trial at `value` after `epoch` should stop, or None to go on."""
+    best = _best_at_epoch(study, epoch)
+    if best is not None and (best - value) * 100 > config.prune_margin:
+        return (f"validation {config.objective} {value:.4f} at epoch {epoch}: more than {config.prune_margin:g} "
+                f"points below the best trial's {best:.4f}")
+    return None
 
 
 def _best_at_epoch(study, epoch: int) -> float | None:
