@@ -89,14 +89,14 @@ OLIVE_CONFIG = {
 
 def _olive(model_dir: Path, work: Path, olive_python: str | None) -> tuple[Path | None, str]:
     """Olive's int8 graph of `model_dir`, or None and why not."""
-    if not olive_python or not Path(olive_python).exists():
-        return None, "not run: no Olive environment (python -m venv /work/olive-venv && " \
+    olive = Path(olive_python).parent / "olive"  # the `olive` command of that environment
+    if not olive.exists():
+        return None, f"not run: no {olive} (python -m venv /work/olive-venv && " \
                      "/work/olive-venv/bin/pip install olive-ai onnxruntime; pass --olive-python)"
     config = json.loads(json.dumps(OLIVE_CONFIG))
     config["input_model"]["model_path"] = str(model_dir)
     config["output_dir"] = str(work / "olive")
     (work / "olive.json").write_text(json.dumps(config, indent=2))
-    olive = Path(olive_python).parent / "olive"  # the `olive` command of that environment
     done = subprocess.run([str(olive), "run", "--config", str(work / "olive.json")], capture_output=True, text=True)
     if done.returncode != 0:
         return None, f"olive run failed: {done.stderr.strip().splitlines()[-1:]}"
