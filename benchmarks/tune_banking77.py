@@ -204,7 +204,9 @@ def main(run_dir: str, trials: int, budget_s: float | None, epochs: float, teach
     record = {
         "benchmark": name,
         "budget": {"trials": trials, "budget_s": budget_s, "epochs_per_trial": epochs, "train_rows": train_rows,
-                   "search_wall_s": search_s, "peers_wall_s": round(time.perf_counter() - peers_started, 1),
+                   "search_wall_s": search_s,  # this process only: a resumed search ran part of it before
+                   "trial_seconds_total": round(sum(row["seconds"] for row in result.trials), 1),
+                   "peers_wall_s": round(time.perf_counter() - peers_started, 1),
                    "teacher": teacher},
         "space": search_space(teacher is not None),
         "trials": result.trials,
