@@ -2,12 +2,16 @@
 
 The same model for everybody, SmolLM2-135M-Instruct as it reaches this machine (a Q4_1 GGUF):
 - edgetune: its int4 bundle (export at 512 tokens of context -> int4-block32 -> bundle, built here
-  once under runs/chat-runtime-bench/) through `GenerationBundle.generate`, what an app calls;
-- bare-onnxruntime: the runtime bench's bare loop (`session.run`, numpy KV cache, argmax) on the
-  edgetune contestant's own session, the engine's floor: the runtime's overhead is measured as
-  `edgetune-runtime bench` measures it (a bare loop in a process of its own decoded ~10% faster than
-  the runtime, while on one session the two were within noise of each other);
-- onnxruntime-genai: its own generator on the bundle's files;
+  once under runs/chat-runtime-bench/) through `GenerationBundle.generate`, what an app calls, on the
+  runtime's default engine (onnxruntime-genai's generator where it is installed);
+- bare-engine: that engine's bare loop (`edgetune-runtime bench`'s: onnxruntime-genai's
+  generate_next_token / get_next_tokens) on the edgetune contestant's own model, the engine's floor:
+  the runtime's overhead is measured against it as `edgetune-runtime bench` measures it;
+- edgetune-plain: the same bundle on the runtime's fallback engine, the plain onnxruntime loop;
+- bare-onnxruntime: the bench's bare plain loop (`session.run`, numpy KV cache, argmax) on the
+  edgetune-plain contestant's own session (a bare loop in a process of its own decoded ~10% faster
+  than the runtime, while on one session the two were within noise of each other);
+- onnxruntime-genai: its own generator on the bundle's files, in a process of its own;
 - llama.cpp: llama-cpp-python on the Q4_1 GGUF itself, in its own virtual environment;
 - pytorch-fp32: transformers `generate` with its KV cache on the fp32 directory edgetune de-quantised
   from the GGUF (what the bundle was exported from).
@@ -49,7 +53,10 @@ WORKER = Path(__file__).resolve().parent / "chat_runtime_worker.py"
 BITEXT = REPO.parent / "shared" / "data" / "bitext_support" / "customer_support.csv"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CONTEXT_LENGTH = 512
-CONTESTANTS = ("edgetune", "bare-onnxruntime", "onnxruntime-genai", "llama.cpp", "pytorch-fp32")
+CONTESTANTS = ("edgetune", "bare-engine", "edgetune-plain", "bare-onnxruntime", "onnxruntime-genai", "llama.cpp",
+               "pytorch-fp32")
+BARE_HOSTS = {"bare-engine": "edgetune", "bare-onnxruntime": "edgetune-plain"}
+"""A bare loop runs in the process (on the model) of the contestant it is the floor of."""
 TARGETS = {"decode_vs_llama_cpp_min": 1.5, "decode_tokens_per_s_aim": 100.0, "first_token_vs_llama_cpp_max": 0.6,
            "peak_rss_mb_max": 250.0, "overhead_fraction_max": 0.05}
 PEAK_RSS_HOW = ("VmHWM of the contestant's own worker process (/proc/PID/status) after its last answer: the Python "
@@ -173,36 +180,38 @@ def run_threads(threads: int, models: dict[str, tuple[Path, Path]], requests: li
     try:
         for name, (python, model) in models.items():
             print(f"threads {threads}: loading {name}", file=sys.stderr, flush=True)
-            if name == "bare-onnxruntime":  # the bare loop runs on the edgetune worker's session
-                workers[name] = workers.get("edgetune") or Worker("edgetune", python, model, threads,
-                                                                  logs / f"edgetune-{threads}-threads.log")
-            else:
-                workers[name] = Worker(name, python, model, threads, logs / f"{name}-{threads}-threads.log")
+            host = BARE_HOSTS.get(name, name)
+            if host not in workers:
+                workers[host] = Worker(host, python, model, threads, logs / f"{host}-{threads}-threads.log")
+            workers[name] = workers[host]
         answers: dict[str, list[dict]] = {name: [] for name in workers}
 
         def turn(name: str):
             def call(index: int) -> None:
                 request = requests[index % len(requests)]
-                answers[name].append(workers[name].ask(request | {"bare": name == "bare-onnxruntime"}))
+                answers[name].append(workers[name].ask(request | {"bare": name in BARE_HOSTS}))
             return call
 
         calls = rounds * len(requests)
         print(f"threads {threads}: {calls} answers of {requests[0]['new_tokens']} tokens per contestant, in turns",
               file=sys.stderr, flush=True)
-        interleaved_timings({name: turn(name) for name in workers}, calls, warmup=warmup)
+        interleaved_timings({name: turn(name) for name in models}, calls, warmup=warmup)
         warm = min(warmup, calls)
         answers = {name: replies[warm:] for name, replies in answers.items()}  # the warm-up calls went first
         figures = {name: _figures(workers[name], answers[name], requests, answers.get("edgetune"))
-                   for name in workers}
-        if "bare-onnxruntime" in figures:
-            figures["bare-onnxruntime"]["peak_rss_mb"] = None  # it ran in the edgetune process
-            figures["bare-onnxruntime"]["version"] = f"onnxruntime {ort_version()}, in the edgetune process"
+                   for name in models}
+        for bare, host in BARE_HOSTS.items():
+            if bare in figures:
+                figures[bare]["peak_rss_mb"] = None  # it ran in its host's process
+                figures[bare]["version"] = f"{figures[bare]['version']}: its bare loop, in the {host} process"
     finally:
         for worker in {id(worker): worker for worker in workers.values()}.values():
             worker.close()
     result = {"threads": threads, "contestants": figures}
-    if "edgetune" in answers and "bare-onnxruntime" in answers:
-        result["runtime_overhead"] = _overhead(answers["edgetune"], answers["bare-onnxruntime"])
+    if "edgetune" in answers and "bare-engine" in answers:
+        result["runtime_overhead"] = _overhead(answers["edgetune"], answers["bare-engine"])
+    if "edgetune-plain" in answers and "bare-onnxruntime" in answers:
+        result["plain_runtime_overhead"] = _overhead(answers["edgetune-plain"], answers["bare-onnxruntime"])
     return result
 
 
@@ -220,7 +229,7 @@ def _figures(worker: Worker, answers: list[dict], requests: list[dict], edgetune
         "decode_tokens_per_s_range": [_round(min(rates)), _round(max(rates))],
         "peak_rss_mb": worker.peak_rss_mb(), "answers": len(answers),
     }
-    if edgetune is not None and answers[0]["token_ids"] is not None:
+    if edgetune is not None and answers[0]["token_ids"] is not None and answers is not edgetune:
         # Greedy tokens against edgetune's on the same prompt: the same int4 graph must agree token for token;
         # llama.cpp's Q4_1 and PyTorch's fp32 are other roundings of the weights and drift after a while.
         prefixes = [_common_prefix(ours["token_ids"], theirs["token_ids"])
@@ -282,18 +291,14 @@ def format_table(runs: list[dict]) -> str:
             lines.append(f"{run['threads']:>7}  {name:<18} {figures['first_token_p50_ms']:>11.1f} "
                          f"{figures['decode_tokens_per_s']:>12.1f} {figures['peak_rss_mb'] or float('nan'):>11.1f} "
                          f"{figures['import_and_load_s']:>7.2f}  {figures.get('same_tokens_as_edgetune', '-')}")
-        overhead = run.get("runtime_overhead")
-        if overhead:
-            lines.append(f"{'':>7}  runtime over the bare loop: {overhead['decode_fraction']:+.1%} of decode time "
-                         f"({overhead['decode_ms_per_token']:+.3f} ms/token), {overhead['first_token_ms']:+.2f} ms "
-                         "to the first token")
+        for key, what in (("runtime_overhead", "runtime over its engine's bare loop"),
+                          ("plain_runtime_overhead", "plain-loop runtime over the bare onnxruntime loop")):
+            overhead = run.get(key)
+            if overhead:
+                lines.append(f"{'':>7}  {what}: {overhead['decode_fraction']:+.1%} of decode time "
+                             f"({overhead['decode_ms_per_token']:+.3f} ms/token), {overhead['first_token_ms']:+.2f} ms "
+                             "to the first token")
     return "\n".join(lines)
-
-
-def ort_version() -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version("onnxruntime")
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -349,9 +354,10 @@ def main(bundle: Path | None, work_dir: Path, data: Path, llama_python: Path, co
     probe = Bundle.load(bundle_dir, intra_op_threads=1)
     requests = timing_requests(probe, data, prompts, new_tokens, prompt_tokens)
     print("prompt tokens: " + ", ".join(str(len(request["prompt_ids"])) for request in requests), file=sys.stderr)
-    models = {"edgetune": (Path(sys.executable), bundle_dir), "bare-onnxruntime": (Path(sys.executable), bundle_dir),
-              "onnxruntime-genai": (Path(sys.executable), bundle_dir), "llama.cpp": (llama_python, gguf_path),
-              "pytorch-fp32": (Path(sys.executable), pytorch_dir)}
+    here = Path(sys.executable)
+    models = {"edgetune": (here, bundle_dir), "bare-engine": (here, bundle_dir), "edgetune-plain": (here, bundle_dir),
+              "bare-onnxruntime": (here, bundle_dir), "onnxruntime-genai": (here, bundle_dir),
+              "llama.cpp": (llama_python, gguf_path), "pytorch-fp32": (here, pytorch_dir)}
     models = {contestant: models[contestant] for contestant in chosen}
 
     cpu_before, load_before = cpu_times(), os.getloadavg()

@@ -25,21 +25,25 @@ Answer = dict
 Engine = Callable[[dict], Answer]
 
 
-def load_edgetune(model: str, threads: int) -> tuple[Engine, str]:
+def load_edgetune(model: str, threads: int, engine: str = "auto") -> tuple[Engine, str]:
     """The runtime as an app calls it: `GenerationBundle.generate` on the conversation (chat format,
-    tokenising, token choice, detokenising and timing included). A request with `"bare": true` is the
-    engine's floor on the same session instead: the runtime bench's bare loop (`session.run`, numpy KV
-    cache, argmax), so the runtime's overhead is measured as `edgetune-runtime bench` measures it."""
+    tokenising, token choice, detokenising and timing included), on `engine`. A request with `"bare": true`
+    is that engine's floor on the same model instead: the runtime bench's bare loop (onnxruntime-genai's
+    own generator loop, or `session.run` with a numpy KV cache and argmax for the plain engine), so the
+    runtime's overhead is measured as `edgetune-runtime bench` measures it."""
     from edgetune_runtime.envelope import Bundle
-    from edgetune_runtime.tasks.generation.bench import GREEDY, bare_decode_seconds
+    from edgetune_runtime.tasks.generation.bench import GREEDY, bare_decode_seconds, bare_genai_decode_seconds
 
-    bundle = Bundle.load(model, intra_op_threads=threads)
+    bundle = Bundle.load(model, intra_op_threads=threads, engine=engine)
 
     def run(request: dict) -> Answer:
         count = request["new_tokens"]
         if request.get("bare"):
             started = time.perf_counter()
-            decode_s = bare_decode_seconds(bundle.decoder, request["prompt_ids"], count)
+            if bundle.genai is not None:
+                decode_s = bare_genai_decode_seconds(bundle.genai, request["prompt_ids"], count)
+            else:
+                decode_s = bare_decode_seconds(bundle.decoder, request["prompt_ids"], count)
             # The loop times its own decoding; the rest of the call is the cache set-up and the prompt's pass.
             return {"first_token_ms": (time.perf_counter() - started - decode_s) * 1000, "decode_s": decode_s,
                     "token_ids": None}
@@ -48,7 +52,7 @@ def load_edgetune(model: str, threads: int) -> tuple[Engine, str]:
         return {"first_token_ms": answer.first_token_ms, "decode_s": sum(answer.inter_token_ms) / 1000,
                 "token_ids": answer.token_ids, "prompt_tokens": answer.prompt_tokens}
 
-    return run, _version("edgetune-runtime")
+    return run, f"{_version('edgetune-runtime')} on {bundle.engine} {_engine_version(bundle.engine)}"
 
 
 def load_onnxruntime_genai(model: str, threads: int) -> tuple[Engine, str]:
@@ -155,6 +159,7 @@ def load_pytorch(model: str, threads: int) -> tuple[Engine, str]:
 
 ENGINES: dict[str, Callable[[str, int], tuple[Engine, str]]] = {
     "edgetune": load_edgetune,
+    "edgetune-plain": lambda model, threads: load_edgetune(model, threads, engine="onnxruntime"),
     "onnxruntime-genai": load_onnxruntime_genai,
     "llama.cpp": load_llama_cpp,
     "pytorch-fp32": load_pytorch,
@@ -171,6 +176,12 @@ def _has_amx() -> bool:
             return any(line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo)
     except OSError:
         return False
+
+
+def _engine_version(engine: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(engine)
 
 
 def _version(package: str) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from edgetune_runtime.device import describe_machine
 
 _PACKAGES = ("edgetune", "torch", "transformers", "peft", "accelerate", "datasets", "optimum-onnx", "onnxruntime",
-             "numpy", "trl", "onnxruntime-genai", "rouge-score")
+             "numpy", "trl", "onnxruntime-genai", "rouge-score", "onnxruntime-extensions")
 
 
 def cpu_times() -> list[int]:

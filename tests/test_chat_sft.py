@@ -236,3 +236,23 @@ def test_smollm2_fine_tunes_on_real_bitext_rows(tmp_path):
     assert manifest["base_model"]["weights_sha256"] == smollm2.weights_sha256
     # Base SmolLM2 already answers support questions plausibly: far from uniform over 49,152 tokens.
     assert 1.0 < result.metrics["validation"]["perplexity"] < 30
+
+
+@pytest.mark.slow
+def test_accelerate_launch_fine_tunes_a_chat_model_with_two_cpu_processes(tmp_path, tiny_chat_dir):
+    # As for classification: `--multi_gpu` is Accelerate's torchrun launcher; on a CPU the processes meet over gloo.
+    import subprocess
+    import sys
+
+    train = _bitext(tmp_path, per_intent=4)  # 32 rows: 30 train after a 5% validation split (2, one per process)
+    output = tmp_path / "ddp-chat"
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "-m", "edgetune", "finetune", "--task", "chat", "--model", str(tiny_chat_dir), "--train", str(train),
+         "-o", str(output), "--max-steps", "3", "--batch-size", "4", "--max-length", str(TINY_MAX_LENGTH)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((output / "edgetune.json").read_text())
+    assert manifest["training"]["processes"] == 2 and manifest["training"]["steps"] == 3
+    assert not (tmp_path / ".ddp-chat.work").exists()  # checkpoints removed once the main process saved

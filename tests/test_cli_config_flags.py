@@ -372,3 +372,17 @@ def test_every_flag_named_in_the_source_exists():
     assert "--texts" in named and "--force" in named, "the scan finds flags in messages"
     unknown = {flag: where for flag, where in named.items() if flag not in options and flag not in FOREIGN_FLAGS}
     assert not unknown, f"messages name flags no command has: {unknown}"
+
+
+def test_per_class_budget_and_in_graph_tokenizer_from_the_cli_equal_the_recipe(tmp_path, data_files):
+    (tmp_path / "model").mkdir()
+    loaded = recipe(tmp_path, {"train": data_files["train"]}, {
+        "finetune": {}, "export": {},
+        "int8": {"stage": "quantize", "max_class_f1_drop": 2.5},
+        "bundle": {"tokenizer_in_graph": True},
+    })
+    paths = [str(tmp_path / "model"), str(tmp_path / "out")]
+    quantize = cli_config("quantize", [*paths, "--max-class-f1-drop", "2.5"])
+    assert quantize == loaded.stages["int8"].config and quantize.max_class_f1_drop == 2.5
+    bundle = cli_config("bundle", [*paths, "--tokenizer-in-graph"])
+    assert bundle == loaded.stages["bundle"].config and bundle.tokenizer_in_graph

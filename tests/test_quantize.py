@@ -12,7 +12,7 @@ import pytest
 from edgetune.errors import ConfigError, EdgetuneError
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.quantize.evaluate import VariantEvaluation
-from edgetune.quantize.run import _choose, _reason, _row, quantize
+from edgetune.quantize.run import _choose, _reason, _row, format_quantize_table, quantize
 from edgetune.quantize.variants import VARIANTS
 
 # The op types that prove a variant really is what its name says.
@@ -234,3 +234,41 @@ def test_only_the_contenders_are_timed_again_head_to_head(tiny_export_dir):
     _time_contenders_head_to_head(rows, sessions, encode_batches(tokenizer, ["I lost my card", "hello"], 1, 32))
     assert rows["a"]["head_to_head_p50_ms"] > 0 and rows["b"]["head_to_head_p50_ms"] > 0
     assert "head_to_head_p50_ms" not in rows["c"] and "head_to_head_p50_ms" not in rows["fp32"]
+
+
+def test_per_class_f1_budget_vetoes_a_variant_inside_the_overall_budget():
+    """The issue's case: per-tensor int8 loses 0.31 points overall but 5.03 F1 points on one class."""
+    config = QuantizeConfig(max_accuracy_drop=0.5, max_class_f1_drop=2.0)
+    rows = _int8_rows(config, per_tensor_p50=1.0, per_channel_p50=2.0)
+    reference = _evaluation("fp32", 0.90, 4.0, {"a": 0.9, "b": 0.9})
+    rows["dynamic-int8"] = _row(_evaluation("dynamic-int8", 0.8969, 1.0, {"a": 0.9, "b": 0.8497}), reference, config)
+    assert rows["dynamic-int8"]["accuracy_drop_points"] == 0.31
+    assert rows["dynamic-int8"]["worst_class_f1_change_points"] == -5.03
+    assert not rows["dynamic-int8"]["class_f1_within_budget"] and not rows["dynamic-int8"]["within_budget"]
+    assert _choose(rows, config) == "dynamic-int8-per-channel"  # twice as slow, but no class pays for it
+    assert "no class losing over 2.0 F1 points" in _reason(rows, "dynamic-int8-per-channel", config)
+    assert "a class over the F1 budget" in format_quantize_table(rows, "dynamic-int8-per-channel")
+    with pytest.raises(EdgetuneError, match="per-class budget; raise --max-class-f1-drop"):
+        _choose(rows, QuantizeConfig(max_accuracy_drop=0.5, max_class_f1_drop=2.0, keep="dynamic-int8"))
+    # Without the per-class budget the same rows keep the faster variant, as before.
+    plain = QuantizeConfig(max_accuracy_drop=0.5)
+    assert _choose({name: _row(_evaluation(name, *values), reference, plain) for name, values in {
+        "fp32": (0.90, 4.0, {"a": 0.9, "b": 0.9}), "dynamic-int8": (0.8969, 1.0, {"a": 0.9, "b": 0.8497}),
+        "dynamic-int8-per-channel": (0.90, 2.0, {"a": 0.9, "b": 0.9})}.items()}, plain) == "dynamic-int8"
+
+
+def test_per_class_f1_budget_is_validated():
+    with pytest.raises(ConfigError, match="max_class_f1_drop: -1.0 must be from 0 to 100"):
+        QuantizeConfig(max_class_f1_drop=-1.0)
+
+
+def test_a_real_quantize_run_applies_the_per_class_budget(tmp_path, tiny_export_dir):
+    """On the tiny model, a zero per-class budget vetoes every variant that lowers any class's F1."""
+    config = QuantizeConfig(variants=("dynamic-int8", "weight-only-int4"), latency_texts=5, max_accuracy_drop=100.0,
+                            max_class_f1_drop=0.0)
+    report = quantize(tiny_export_dir, tmp_path / "q", config)
+    for row in report["variants"].values():
+        assert row["class_f1_within_budget"] == (row["worst_class_f1_change_points"] >= 0)
+        assert row["within_budget"] == row["class_f1_within_budget"]
+    assert report["variants"][report["chosen"]]["class_f1_within_budget"]
+    assert report["config"]["max_class_f1_drop"] == 0.0

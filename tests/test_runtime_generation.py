@@ -20,6 +20,7 @@ from edgetune_runtime.bundle import Bundle
 from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.manifest import MANIFEST_FILE, seal_manifest
 from edgetune_runtime.tasks.generation.bundle import GenerationBundle
+from edgetune_runtime.tasks.generation.genai_engine import GENAI, PLAIN
 from edgetune_runtime.tasks.generation.streaming import IncrementalDetokenizer, StopStrings
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
@@ -27,9 +28,10 @@ PROMPTS = ["Where is my order?", "I want a refund for order 42", "How do I chang
            "cancel my subscription please"]
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_chat_bundle_dir) -> GenerationBundle:  # noqa: F811
-    return Bundle.load(tiny_chat_bundle_dir)
+@pytest.fixture(scope="module", params=[GENAI, PLAIN])
+def bundle(request, tiny_chat_bundle_dir) -> GenerationBundle:  # noqa: F811
+    """The bundle on each decode engine: every behaviour below holds on both."""
+    return Bundle.load(tiny_chat_bundle_dir, engine=request.param)
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:

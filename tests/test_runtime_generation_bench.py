@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from chat_artifact import tiny_chat_bundle_dir, tiny_chat_onnx_dir  # noqa: F401 (session fixtures)
@@ -19,7 +20,7 @@ from edgetune.cli.main import cli
 from edgetune.report.merge import ReportConfig, report
 from edgetune_runtime.bench import SCHEMA, SCHEMA_VERSION
 from edgetune_runtime.bundle import Bundle
-from edgetune_runtime.errors import InputError
+from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.tasks.generation.bench import GenerationBenchConfig, bench
 from edgetune_runtime.tasks.generation.reference_scores import answer_nll
 
@@ -54,7 +55,7 @@ def test_generation_bench_json_has_the_device_the_bundle_and_sane_figures(result
     manifest = json.loads((tiny_chat_bundle_dir / "manifest.json").read_text())
     files_mb = sum((tiny_chat_bundle_dir / name).stat().st_size for name in manifest["files"]) / 2**20
     assert result["bundle"]["name"] == "tiny-chat" and result["bundle"]["size_mb"] == round(files_mb, 2)
-    assert result["data"] == {"path": result["data"]["path"], "prompts": 12, "labelled": 12}
+    assert result["data"] == {"path": result["data"]["path"], "prompts": 12, "labelled": 12, "intent_labelled": 0}
     assert [run["threads"] for run in result["runs"]] == [1, 2]
     for run in result["runs"]:
         first = run["first_token"]
@@ -172,3 +173,70 @@ def test_report_merges_a_generation_result_beside_classification_ones(result, tm
     assert done.exit_code == 0, done.output
     assert "| minilm-int8 t1 |" in done.output and "| tiny-chat t2 |" in done.output
     assert "Pareto front: minilm-int8 t1" in done.output and (tmp_path / "both" / "pareto.png").is_file()
+
+
+def test_the_bench_records_its_engine_and_times_that_engine_bare(result, tiny_chat_bundle_dir, tmp_path):  # noqa: F811
+    pytest.importorskip("onnxruntime_genai")
+    assert result["engine"] == {"name": "onnxruntime-genai", "version": result["engine"]["version"],
+                                "chosen_as": "auto"}
+    plain = bench(tiny_chat_bundle_dir, GenerationBenchConfig(engine="onnxruntime", new_tokens=4, prompts_per_length=1,
+                                                              cold_starts=1, warmup=0, quality_rows=0)).to_dict()
+    assert plain["engine"]["name"] == "onnxruntime" and plain["engine"]["chosen_as"] == "onnxruntime"
+    assert plain["runs"][0]["bare_decode_tokens_per_s"] > 0 and plain["cold_start"]["median_s"] > 0
+    with pytest.raises(InputError, match="--engine: 'fast' is not one of"):
+        GenerationBenchConfig(engine="fast")
+
+
+@pytest.fixture(scope="module")
+def judge_bundle(tmp_path_factory, tiny_export_dir) -> Path:
+    """A tiny classification bundle (Banking77 intents) standing in for the intent judge."""
+    from edgetune.bundle.build import build_bundle
+    from edgetune.bundle.config import BundleConfig
+
+    return build_bundle(tiny_export_dir, tmp_path_factory.mktemp("judge") / "bundle",
+                        BundleConfig(golden_examples=2)).directory
+
+
+def test_intent_fidelity_is_the_share_of_answers_the_judge_reads_as_the_prompts_intent(  # noqa: F811
+        tiny_chat_bundle_dir, judge_bundle, tmp_path):  # noqa: F811
+    from edgetune_runtime.tasks.generation.bench import GREEDY
+    from edgetune_runtime.tasks.generation.reference_scores import judged_intents
+
+    chat, judge = Bundle.load(tiny_chat_bundle_dir), Bundle.load(judge_bundle)
+    with open(BITEXT, newline="", encoding="utf-8") as handle:
+        instructions = [row["instruction"] for row in itertools.islice(csv.DictReader(handle), 4)]
+    answers = [chat.generate(text, max_new_tokens=6, truncate=True, **GREEDY).text.strip() for text in instructions]
+    verdicts = judged_intents(judge, answers)
+    assert None not in verdicts
+    # The first two prompts are labelled with the intent the judge reads in their answers, the last two with
+    # another of its labels: fidelity must come out at exactly one half.
+    other = {verdict: next(label for label in judge.labels if label != verdict) for verdict in verdicts}
+    intents = verdicts[:2] + [other[verdict] for verdict in verdicts[2:]]
+    data = tmp_path / "labelled.csv"
+    with open(data, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["instruction", "intent"])
+        writer.writerows(zip(instructions, intents, strict=True))
+    config = GenerationBenchConfig(data=str(data), judge=str(judge_bundle), new_tokens=6, prompts_per_length=1,
+                                   cold_starts=0, warmup=0)
+    judged = json.loads(json.dumps(bench(tiny_chat_bundle_dir, config).to_dict()))
+    quality = judged["quality"]
+    assert quality["intent_fidelity"] == 0.5 and quality["judged_rows"] == 4
+    assert quality["judge"] == str(judge_bundle.resolve()) and quality["rows"] == 0 and quality["perplexity"] is None
+    from edgetune.report.generation import generation_table
+
+    table = generation_table([(tmp_path / "judged.json", judged)])
+    assert "intent fidelity |" in table.splitlines()[0] and table.splitlines()[-1].endswith("| 50.0% |")
+
+    # Labels the judge does not know, a file without labels, a judge that is no classifier: one line each.
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("instruction,intent\nwhere is my order,track_order\n")
+    with pytest.raises(InputError, match=r"unknown\.csv, row 1: intent 'track_order' is not one of the judge's 4"):
+        bench(tiny_chat_bundle_dir, GenerationBenchConfig(data=str(unknown), judge=str(judge_bundle), cold_starts=0))
+    done = subprocess.run([sys.executable, "-c", CLI, "bench", str(tiny_chat_bundle_dir), "--judge", str(judge_bundle),
+                           "--cold-starts", "0"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error: --judge: the prompts carry no intent labels")
+    with pytest.raises(BundleError, match="--judge: .* a 'text-generation' bundle is a GenerationBundle, not a "
+                                        "ClassificationBundle"):
+        bench(tiny_chat_bundle_dir, GenerationBenchConfig(data=str(data), judge=str(tiny_chat_bundle_dir),
+                                                          cold_starts=0))

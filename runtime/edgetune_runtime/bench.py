@@ -232,7 +232,7 @@ def describe_device(bundle: Bundle) -> dict:
     return describe_machine() | {
         "onnxruntime": onnxruntime.__version__, "edgetune_runtime": __version__,
         "available_providers": onnxruntime.get_available_providers(),
-        "execution_provider": bundle.session.get_providers()[0]}
+        "execution_provider": bundle.execution_provider}
 
 
 def _describe_bundle(path: Path, bundle: Bundle, name: str | None) -> dict:

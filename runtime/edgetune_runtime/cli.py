@@ -112,17 +112,25 @@ def _generation_options(command):
                      help="End the answer before this text (repeatable), besides the bundle's stop strings."),
         click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
                      help="ONNX Runtime intra-op threads (0: one per physical core)."),
+        _engine_option,
     )):
         command = option(command)
     return _session_options(command)
 
 
-def _load_generation_bundle(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...]):
+_engine_option = click.option(
+    "--engine", type=click.Choice(["auto", "onnxruntime-genai", "onnxruntime"]), default="auto", show_default=True,
+    help="What decodes: onnxruntime-genai's generator (pip install 'edgetune-runtime[chat]'), the plain onnxruntime "
+         "loop, or auto (the first where it is installed and runs on the CPU provider).")
+
+
+def _load_generation_bundle(bundle_path: str, threads: int, inter_op_threads: int, providers: tuple[str, ...],
+                            engine: str = "auto"):
     from edgetune_runtime.tasks.generation.bundle import GenerationBundle
 
     # A bundle of another task is refused in one line, after its checks.
     return GenerationBundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
-                                 providers=providers or None)
+                                 providers=providers or None, engine=engine)
 
 
 def _generation_settings(options: dict) -> dict:
@@ -143,7 +151,8 @@ def _generation_settings(options: dict) -> dict:
               help="Cut prompts too long for the context from the front (the system turn is kept) instead of refusing.")
 @_generation_options
 def generate(bundle_path: str, prompts: tuple[str, ...], input_path: str | None, output_path: str | None,
-             truncate: bool, threads: int, inter_op_threads: int, providers: tuple[str, ...], **options) -> None:
+             truncate: bool, threads: int, inter_op_threads: int, providers: tuple[str, ...], engine: str,
+             **options) -> None:
     """Answer each PROMPT, or every row of --input, with a text-generation bundle: one JSON line each."""
     from edgetune_runtime.errors import InputError
 
@@ -151,7 +160,7 @@ def generate(bundle_path: str, prompts: tuple[str, ...], input_path: str | None,
         raise InputError("give either PROMPT arguments or --input FILE (not both, not neither)")
     if output_path and not input_path:
         raise InputError("--output goes with --input FILE")
-    bundle = _load_generation_bundle(bundle_path, threads, inter_op_threads, providers)
+    bundle = _load_generation_bundle(bundle_path, threads, inter_op_threads, providers, engine)
     settings = _generation_settings(options) | {"truncate": truncate}
     if input_path:
         from edgetune_runtime.tasks.generation.prompts_file import generate_file
@@ -172,14 +181,14 @@ def generate(bundle_path: str, prompts: tuple[str, ...], input_path: str | None,
 @click.option("--system", default=None, help="System prompt to start with. Default: the bundle's.")
 @_generation_options
 def chat(bundle_path: str, system: str | None, threads: int, inter_op_threads: int, providers: tuple[str, ...],
-         **options) -> None:
+         engine: str, **options) -> None:
     """Chat with a text-generation bundle in this terminal; answers stream as they are decoded.
 
     /reset starts over, /system TEXT sets the system prompt, /quit (or Ctrl-D) leaves; Ctrl-C stops an answer.
     """
     from edgetune_runtime.tasks.generation.terminal_chat import run_chat
 
-    bundle = _load_generation_bundle(bundle_path, threads, inter_op_threads, providers)
+    bundle = _load_generation_bundle(bundle_path, threads, inter_op_threads, providers, engine)
     run_chat(bundle, sys.stdin, sys.stdout, system, **_generation_settings(options))
 
 
@@ -253,6 +262,14 @@ def _numbers(option: str):
                                                     "instruction, text, ...).")
 @click.option("--reference-column", default=None, help="Generation: column holding the reference answer, for "
                                                        "perplexity and ROUGE-L (found by name: response, ...).")
+@click.option("--intent-column", default=None, help="Generation: column holding each prompt's intent label, for intent "
+                                                    "fidelity with --judge (found by name: intent, label, category).")
+@click.option("--judge", type=click.Path(exists=True), default=None,
+              help="Generation: a classification bundle that names the intent an answer serves; with intent labels "
+                   "in --data, reports intent fidelity (share of greedy answers judged to serve the prompt's intent).")
+@click.option("--engine", type=click.Choice(["auto", "onnxruntime-genai", "onnxruntime"]), default=None,
+              help="Generation: what decodes (default auto: onnxruntime-genai where installed, else the plain "
+                   "onnxruntime loop); the bare loop the overhead is measured against is that engine's own.")
 @click.option("--threads", default="1", show_default=True, callback=_numbers("--threads"),
               help="Intra-op thread counts to sweep, comma-separated (0: ONNX Runtime chooses).")
 @click.option("--batch-sizes", default=None, callback=_numbers("--batch-sizes"),
@@ -289,7 +306,8 @@ def bench(ctx: click.Context, bundle_path: str, output_path: str | None, provide
 
     Classification: batch-1 latency beside raw onnxruntime, throughput per batch size, accuracy.
     Generation: time to first token of short/medium/long prompts, decode tokens/s and inter-token
-    latency beside a bare onnxruntime loop, perplexity and ROUGE-L of reference answers.
+    latency beside the engine's bare loop, perplexity and ROUGE-L of reference answers, intent
+    fidelity with --judge.
     Prints a table; with -o, also writes one JSON result naming the device (CPU, cores, ISA flags,
     OS, onnxruntime version, execution provider), which `edgetune report` merges across devices.
     """

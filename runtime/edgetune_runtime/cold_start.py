@@ -1,6 +1,6 @@
 """Cold start, as an app sees it: a fresh process imports the runtime, loads a bundle and gets its first result.
 
-    python -m edgetune_runtime.cold_start BUNDLE TEXT THREADS
+    python -m edgetune_runtime.cold_start BUNDLE TEXT THREADS [TASK_OPTIONS_JSON]
 
 prints one JSON line with the wall-clock moment the first result (a prediction, a generation's first
 token: the bundle's `first_result`) was ready, so the parent (`edgetune-runtime bench`, every task's
@@ -19,7 +19,8 @@ def main(arguments: list[str]) -> None:
     from edgetune_runtime.bundle import Bundle  # imports numpy, onnxruntime and tokenizers: part of cold start
 
     imported = time.perf_counter()
-    bundle = Bundle.load(arguments[0], intra_op_threads=int(arguments[2]))
+    task_options = _json_loads(arguments[3]) if len(arguments) > 3 else {}
+    bundle = Bundle.load(arguments[0], intra_op_threads=int(arguments[2]), **task_options)
     loaded = time.perf_counter()
     bundle.first_result(arguments[1])
     first_prediction_unix = time.time()
@@ -32,8 +33,15 @@ def main(arguments: list[str]) -> None:
                       "cpu_s": cpu_seconds(), "peak_rss_mb": peak_rss_mb()}))
 
 
-def time_cold_starts(bundle_path: Path, text: str, threads: int, count: int) -> dict:
-    """Median over `count` fresh processes of (first result ready) - (just before the process was started)."""
+def _json_loads(text: str) -> dict:
+    import json
+
+    return json.loads(text)
+
+
+def time_cold_starts(bundle_path: Path, text: str, threads: int, count: int, task_options: dict | None = None) -> dict:
+    """Median over `count` fresh processes of (first result ready) - (just before the process was started);
+    `task_options` go to `Bundle.load` there (a generation bundle's engine)."""
     # Imported here, not above: the fresh process imports this module, and its imports count in cold start.
     import json
     import statistics
@@ -44,8 +52,9 @@ def time_cold_starts(bundle_path: Path, text: str, threads: int, count: int) -> 
     runs = []
     for _ in range(count):
         started_unix = time.time()
+        options = [json.dumps(task_options)] if task_options else []
         finished = subprocess.run([sys.executable, "-m", "edgetune_runtime.cold_start", str(bundle_path), text,
-                                   str(threads)], capture_output=True, text=True)
+                                   str(threads), *options], capture_output=True, text=True)
         if finished.returncode != 0:
             last = (finished.stderr.strip().splitlines() or ["no output"])[-1]
             raise InputError(f"{bundle_path}: the cold-start process failed: {last}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,19 +63,16 @@ class Bundle:
         where = str(self.directory / MANIFEST_FILE)
         self.typed_manifest = BundleManifest.parse(manifest, where)
         self._read_section(self.typed_manifest.section, where)
-        model_path = self.directory / self.typed_manifest.model
-        try:
-            self.session = create_session(model_path, intra_op_threads=intra_op_threads,
-                                          inter_op_threads=inter_op_threads, providers=providers,
-                                          session_options=session_options, tuning=manifest.get("session"))
-        except Exception as error:
-            # A sealed bundle whose model is not a loadable graph (built wrong, or re-sealed by hand):
-            # ONNX Runtime's own exception types all derive from Exception, so they are told apart by module.
-            if not type(error).__module__.startswith("onnxruntime"):
-                raise
-            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model "
-                              f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
-                              ) from None
+        self._session_settings = {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads,
+                                  "providers": providers, "session_options": session_options}
+        self._session = None
+        self._session_lock = threading.Lock()
+        self.uses_compiled_binding = False
+        if not self._session_at_load():
+            # The task runs its graph through another engine; `session` opens on first use (scoring, a bench).
+            self._prepare(where)
+            return
+        self._session = self._open_session()
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
         self._prepare(where)
         # One input's runner: ONNX Runtime's compiled binding when a probe now shows it equal to the public
@@ -83,14 +81,43 @@ class Bundle:
         run_batch1, self.uses_compiled_binding = batch1_runner(self.session, output_names, probe_feeds)
         self._run_batch1: SessionRun = run_batch1
 
+    @property
+    def session(self):
+        """The bundle's `onnxruntime.InferenceSession` (opened at load, or at first use for a task whose graph
+        runs through another engine)."""
+        if self._session is None:
+            with self._session_lock:  # two threads' first use open one session
+                if self._session is None:
+                    self._session = self._open_session()
+        return self._session
+
+    @property
+    def execution_provider(self) -> str:
+        """The ONNX Runtime execution provider the graph runs on."""
+        return self.session.get_providers()[0]
+
+    def _open_session(self):
+        model_path = self.directory / self.typed_manifest.model
+        try:
+            return create_session(model_path, tuning=self.manifest.get("session"), **self._session_settings)
+        except Exception as error:
+            # A sealed bundle whose model is not a loadable graph (built wrong, or re-sealed by hand):
+            # ONNX Runtime's own exception types all derive from Exception, so they are told apart by module.
+            if not type(error).__module__.startswith("onnxruntime"):
+                raise
+            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model "
+                              f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
+                              ) from None
+
     @classmethod
     def load(cls, path: str | os.PathLike, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
-             providers: Sequence[str] | None = None, session_options=None) -> Bundle:
+             providers: Sequence[str] | None = None, session_options=None, **task_options: Any) -> Bundle:
         """Load a bundle directory or .zip, refusing it if any file or the manifest was changed.
 
         Returns the class registered for the bundle's task (a `ClassificationBundle` for text
         classification). `intra_op_threads`/`inter_op_threads` (0: ONNX Runtime chooses), `providers`
-        (default CPU) and `session_options` (an `onnxruntime.SessionOptions`) set up the session.
+        (default CPU) and `session_options` (an `onnxruntime.SessionOptions`) set up the session;
+        `task_options` go to the task's class (a generation bundle's `engine`).
         """
         path = Path(path)
         keepalive = None
@@ -127,7 +154,7 @@ class Bundle:
                                   f"not a {cls.__name__}; it cannot run here (Bundle.load opens any task)")
             bundle = task_class(directory, manifest, intra_op_threads=intra_op_threads,
                                 inter_op_threads=inter_op_threads, providers=providers,
-                                session_options=session_options, keepalive=keepalive)
+                                session_options=session_options, keepalive=keepalive, **task_options)
         finally:
             # Whatever happened while loading, a changed model is reported as such, not as what it broke.
             _check_sha256(directory, model_name, digest.hexdigest(), manifest)
@@ -135,6 +162,15 @@ class Bundle:
 
     def verify(self) -> GoldenCheck:
         """Run the golden examples shipped in the bundle and report any disagreement."""
+        try:
+            tolerance = float(self.manifest.get("golden_tolerance", 0.02))
+        except (ValueError, TypeError) as error:
+            raise BundleError(f"{self.directory}: golden_tolerance is malformed ({error})") from None
+        parsed = self.golden_examples()
+        return GoldenCheck(len(parsed), self._golden_mismatches(parsed, tolerance))
+
+    def golden_examples(self) -> list:
+        """The shipped golden examples, parsed by the task (`_parse_golden_example`)."""
         golden_name = self.manifest.get("golden")
         if not golden_name:
             raise BundleError(f"{self.directory}: the bundle ships no golden examples")
@@ -143,11 +179,9 @@ class Bundle:
             examples = loads_bounded(path.read_bytes(), str(path))
             if not isinstance(examples, list):
                 raise TypeError("the golden file is not a list of examples")
-            tolerance = float(self.manifest.get("golden_tolerance", 0.02))
-            parsed = [self._parse_golden_example(example) for example in examples]
+            return [self._parse_golden_example(example) for example in examples]
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise BundleError(f"{path}: the golden examples are malformed ({type(error).__name__}: {error})") from None
-        return GoldenCheck(len(examples), self._golden_mismatches(parsed, tolerance))
 
     # --- what a task supplies -------------------------------------------------------------------------------
 
@@ -156,6 +190,10 @@ class Bundle:
 
     def _prepare(self, where: str) -> None:
         """Set up what runs beside the session (tokenizer, feed builder), checking it fits the graph."""
+
+    def _session_at_load(self) -> bool:
+        """Whether the graph runs through the envelope's ONNX Runtime session, opened (and probed) at load."""
+        return True
 
     def _binding_probe_feeds(self) -> tuple[list[str], dict | None]:
         """Output names and one real feed for the batch-1 runner's probe; no feed: the public `run`."""

@@ -6,7 +6,9 @@ about a third of the environment, none of it loaded by a Python app that runs bu
 moves those paths aside, checks in a fresh interpreter that numpy, onnxruntime and tokenizers still
 import (and, given a bundle, that it verifies), then deletes them, or puts everything back if the
 check fails. It refuses an environment where another package depends on onnxruntime: the toolchain
-(`edgetune quantize`) and optimum use exactly the tooling this removes.
+(`edgetune quantize`) and optimum use exactly the tooling this removes. onnxruntime-genai (the
+`chat` extra) is allowed: it loads onnxruntime's C API library, which is then kept, and its model
+builder (the toolchain's job) goes.
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ TRIMMABLE = (
     # post-trim import check proves it on each platform, and restores the file if that is not so.
     ("onnxruntime/capi/libonnxruntime.so*", "onnxruntime's C API library (unused from Python)"),
     ("onnxruntime/capi/libonnxruntime.*dylib", "onnxruntime's C API library (unused from Python)"),
+    ("onnxruntime_genai/models", "onnxruntime-genai's model builder (the toolchain's job)"),
 )
+C_API_LIBRARY = "onnxruntime/capi/libonnxruntime"
+"""onnxruntime-genai's native code loads this library at import: kept where onnxruntime-genai is installed."""
 # Console scripts of the removed tooling, in the environment's bin/ (Scripts\\ on Windows).
 TRIMMABLE_SCRIPTS = ("f2py", "numpy-config", "onnxruntime_test")
 # Distributions allowed to depend on onnxruntime in an environment that is trimmed.
-RUNTIME_DISTRIBUTIONS = {"edgetune-runtime", "onnxruntime"}
+RUNTIME_DISTRIBUTIONS = {"edgetune-runtime", "onnxruntime", "onnxruntime-genai"}
 
 
 @dataclass
@@ -122,7 +127,9 @@ def _refuse_shared_environment(site_packages: Path) -> None:
 
 def _trimmable_paths(site_packages: Path, scripts: Path) -> dict[Path, str]:
     """Each path to remove, with why an app can do without it."""
-    matched = {path: reason for pattern, reason in TRIMMABLE for path in site_packages.glob(pattern)}
+    keeps_c_api = (site_packages / "onnxruntime_genai").is_dir()
+    matched = {path: reason for pattern, reason in TRIMMABLE for path in site_packages.glob(pattern)
+               if not (keeps_c_api and pattern.startswith(C_API_LIBRARY))}
     # A path inside another matched path goes with it (numpy/f2py/tests with numpy/f2py).
     found = {path: matched[path] for path in sorted(matched) if not any(parent in matched for parent in path.parents)}
     for name in TRIMMABLE_SCRIPTS:
@@ -136,7 +143,9 @@ def _check(scripts: Path, bundle: Path | None) -> str | None:
     """None when a fresh interpreter of the environment imports the runtime's stack (and verifies `bundle`)."""
     python = scripts / ("python.exe" if os.name == "nt" else "python")
     code = ("import numpy, onnxruntime, tokenizers; onnxruntime.get_available_providers()\n"
-            "import sys\n"
+            "import importlib.util, sys\n"
+            "if importlib.util.find_spec('onnxruntime_genai'):\n"
+            "    import onnxruntime_genai\n"
             "if len(sys.argv) > 1:\n"
             "    from edgetune_runtime.bundle import Bundle\n"
             "    if not Bundle.load(sys.argv[1], intra_op_threads=1).verify().passed:\n"

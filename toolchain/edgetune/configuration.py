@@ -100,6 +100,12 @@ def _convert(raw: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {type(raw).__name__} {raw!r}")
         items = [_convert(item, item_type, f"{where}[{index}]") for index, item in enumerate(raw)]
         return tuple(items) if origin is tuple else items
+    if origin is dict:
+        # A mapping with named entries, such as tune's search space (`space.learning_rate: {...}`).
+        (_key_type, value_type) = get_args(annotation) or (str, Any)
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+        return {str(key): _convert(value, value_type, f"{where}.{key}") for key, value in raw.items()}
     if dataclasses.is_dataclass(annotation):
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
@@ -149,6 +155,8 @@ def config_to_dict(config: Any) -> dict:
             return {field.name: plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
         if isinstance(value, (list, tuple)):
             return [plain(item) for item in value]
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
         if isinstance(value, Path):
             return str(value)
         return value

@@ -99,7 +99,8 @@ def bundle_class(task: str) -> type:
 
 
 register_task(TaskSpec("text-classification", "classification",
-                       "edgetune_runtime.tasks.classification:ClassificationBundle", section_files=("labels_file",),
+                       "edgetune_runtime.tasks.classification:ClassificationBundle",
+                       section_files=("labels_file", "text_model"),
                        bench="edgetune_runtime.bench"))
 register_task(TaskSpec("text-generation", "generation", "edgetune_runtime.tasks.generation.bundle:GenerationBundle",
                        section_files=("genai_config",),

@@ -188,6 +188,13 @@ class ClassificationBundle(Bundle):
         return [[Prediction(labels[j], float(row[j])) for j in indices]
                 for row, indices in zip(probabilities, top, strict=True)]
 
+    def text_model(self, intra_op_threads: int = 0):
+        """The bundle's graph with the tokenizer inside (`edgetune bundle --tokenizer-in-graph`), run with
+        onnxruntime-extensions: a `TextModel` with `predict` and `predict_proba` on raw texts."""
+        from edgetune_runtime.text_model import TextModel
+
+        return TextModel(self, intra_op_threads=intra_op_threads)
+
     def _parse_golden_example(self, example: dict) -> tuple[str, int, float, float, dict]:
         text = example["text"]
         expected = self.labels.index(example["label"])
@@ -198,18 +205,24 @@ class ClassificationBundle(Bundle):
 
     def _golden_mismatches(self, examples: list[tuple[str, int, float, float, dict]], tolerance: float) -> list[dict]:
         # One batch, as the toolchain computed the expected outputs (`predict_proba` on all texts at once).
-        probabilities = self.predict_proba([text for text, *_ in examples])
-        mismatches = []
-        for (_, expected, expected_probability, margin, example), row in zip(examples, probabilities, strict=True):
-            top = int(row.argmax())
-            drift = abs(float(row[expected]) - expected_probability)
-            # Kernels differ across CPUs (int8 VNNI vs AVX2); a near-tie may legitimately flip.
-            near_tie = margin <= tolerance
-            if (top != expected and not near_tie) or drift > tolerance:
-                mismatches.append({"text": example["text"], "expected": example["label"],
-                                   "expected_probability": example["probability"], "got": self.labels[top],
-                                   "got_probability": round(float(row[top]), 6)})
-        return mismatches
+        return golden_mismatches(self.predict_proba([text for text, *_ in examples]), examples, self.labels,
+                                 tolerance)
+
+
+def golden_mismatches(probabilities: numpy.ndarray, examples: list[tuple[str, int, float, float, dict]],
+                      labels: list[str], tolerance: float) -> list[dict]:
+    """The golden examples whose top label or probability `probabilities` (one row each) do not reproduce."""
+    mismatches = []
+    for (_, expected, expected_probability, margin, example), row in zip(examples, probabilities, strict=True):
+        top = int(row.argmax())
+        drift = abs(float(row[expected]) - expected_probability)
+        # Kernels differ across CPUs (int8 VNNI vs AVX2); a near-tie may legitimately flip.
+        near_tie = margin <= tolerance
+        if (top != expected and not near_tie) or drift > tolerance:
+            mismatches.append({"text": example["text"], "expected": example["label"],
+                               "expected_probability": example["probability"], "got": labels[top],
+                               "got_probability": round(float(row[top]), 6)})
+    return mismatches
 
 
 def _as_float32(probabilities: numpy.ndarray) -> numpy.ndarray:

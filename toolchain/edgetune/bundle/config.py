@@ -24,6 +24,10 @@ class BundleConfig:
     ort_format: bool = setting(False, aliases=("--ort",),
                                help="Also write model.ort and required_operators.config for ONNX Runtime "
                                     "mobile/minimal builds.")
+    tokenizer_in_graph: bool = setting(
+        False, help="Also write model_with_tokenizer.onnx (classifiers with a BERT WordPiece tokenizer): the "
+                    "tokenizer as an onnxruntime-extensions op in front of the model, so an app without Python "
+                    "feeds one raw text and reads the labels' probabilities. model.onnx is unchanged.")
     zip: bool = setting(False, help="Also write the bundle as one archive, OUTPUT with .zip appended, beside "
                                         "the directory (OUTPUT itself must not end in .zip).")
     validation: str | None = setting(

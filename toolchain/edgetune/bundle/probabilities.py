@@ -38,3 +38,10 @@ def append_softmax(model_path: Path) -> str | None:
     probabilities.name = PROBABILITIES_OUTPUT
     onnx.save(model, str(model_path))
     return PROBABILITIES_OUTPUT
+
+
+def graph_outputs(model_path: Path) -> list[str]:
+    """The names of the graph's outputs, read without its weights."""
+    import onnx
+
+    return [output.name for output in onnx.load(str(model_path), load_external_data=False).graph.output]

@@ -129,22 +129,26 @@ def click_option(flag: ConfigFlag) -> Callable:
 class ConfigOptions:
     """A config class's flags on a command: `@OPTIONS` decorates it, `OPTIONS.build(options)` builds the config."""
 
-    def __init__(self, config_class: type, *, unprefixed: tuple[str, ...] = ()) -> None:
+    def __init__(self, config_class: type, *, unprefixed: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> None:
         self.config_class = config_class
         self.unprefixed = unprefixed
+        self.exclude = exclude
+        """Top-level fields with no flag of their own (a mapping such as tune's `space`, which the command
+        reads from a file instead); `build` leaves them out, and the caller adds them."""
 
     @cached_property
     def flags(self) -> list[ConfigFlag]:
-        return config_flags(self.config_class, self.unprefixed)
+        return [flag for flag in config_flags(self.config_class, self.unprefixed) if flag.path[0] not in self.exclude]
 
     def __call__(self, command: Callable) -> Callable:
         for flag in reversed(self.flags):
             command = click_option(flag)(command)
         return command
 
-    def build(self, options: dict[str, Any]) -> Any:
-        """Pop this config's values out of a command's keyword arguments and build the validated config."""
-        values: dict[str, Any] = {}
+    def build(self, options: dict[str, Any], extra: Mapping[str, Any] | None = None) -> Any:
+        """Pop this config's values out of a command's keyword arguments and build the validated config;
+        `extra` gives values of excluded fields."""
+        values: dict[str, Any] = dict(extra or {})
         for flag in self.flags:
             value = options.pop(flag.param)
             if value is None or value == () or value == flag.default:

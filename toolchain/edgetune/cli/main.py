@@ -91,6 +91,7 @@ def _register_commands() -> None:
     from edgetune.cli.models_command import models
     from edgetune.cli.report_command import report_command
     from edgetune.cli.run_command import run_command, validate_command
+    from edgetune.cli.tune_command import tune_command
 
     cli.add_command(models)
     cli.add_command(data)
@@ -103,6 +104,7 @@ def _register_commands() -> None:
     cli.add_command(validate_command)
     cli.add_command(run_command)
     cli.add_command(report_command)
+    cli.add_command(tune_command)
 
 
 _register_commands()

@@ -30,6 +30,10 @@ class QuantizeConfig:
                     "misses the budget, and keep the fastest inside it.")
     max_accuracy_drop: float = setting(
         0.5, help="Largest allowed accuracy loss against fp32, in percentage points on the validation split.")
+    max_class_f1_drop: float | None = setting(
+        None, help="Largest allowed F1 loss of any single class against fp32, in points on the validation split; "
+                   "a variant whose worst class loses more is over budget however small its overall drop (int8 "
+                   "hurts rare classes first). Default: no per-class budget.")
     calibration_samples: int = setting(200, help="Calibration texts fed through the graph to calibrate static "
                                                  "quantisation ranges.")
     latency_texts: int = setting(200, help="Validation texts timed one at a time (batch 1) for each variant.")
@@ -64,6 +68,8 @@ class QuantizeConfig:
         self.variants = tuple(dict.fromkeys(resolve_variant(name) for name in self.variants))
         if self.max_accuracy_drop < 0:
             raise ConfigError(f"max_accuracy_drop: {self.max_accuracy_drop} must not be negative")
+        if self.max_class_f1_drop is not None and not 0 <= self.max_class_f1_drop <= 100:
+            raise ConfigError(f"max_class_f1_drop: {self.max_class_f1_drop} must be from 0 to 100 F1 points")
         for name in ("calibration_samples", "latency_texts", "threads", "target_texts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: {getattr(self, name)} must be at least 1")

@@ -181,14 +181,16 @@ def _row(evaluation: VariantEvaluation, reference: VariantEvaluation, config: Qu
     losers = {label: change for label, change in sorted(changes.items(), key=lambda item: item[1])
               if change <= -F1_LOSS_FLAGGED_POINTS}
     drop_points = round(100 * (reference.accuracy - evaluation.accuracy), 2)
+    worst_change = min(changes.values()) if changes else 0.0
     row = asdict(evaluation)
     row.pop("per_class_f1")
     return row | {
         "accuracy_drop_points": drop_points,
-        "worst_class_f1_change_points": min(changes.values()) if changes else 0.0,
+        "worst_class_f1_change_points": worst_change,
         "classes_losing_over_2_points": losers,
         "speedup_vs_fp32": round(reference.p50_ms / evaluation.p50_ms, 3) if evaluation.p50_ms else None,
-        "within_budget": drop_points <= config.max_accuracy_drop,
+        "class_f1_within_budget": _class_f1_within_budget(worst_change, config),
+        "within_budget": drop_points <= config.max_accuracy_drop and _class_f1_within_budget(worst_change, config),
         "slower_than_fp32": evaluation.p50_ms > reference.p50_ms and evaluation.name != "fp32",
     }
 
@@ -209,17 +211,28 @@ def _score_on_target(target: str, built: dict, rows: dict[str, dict], task: Task
               for name, (spec, path, _) in built.items()}
     for name, evaluation in scored.items():
         drop = round(100 * (scored["fp32"].accuracy - evaluation.accuracy), 2)
+        worst = min(evaluation.per_class_f1_change(scored["fp32"]).values(), default=0.0)
         rows[name] |= {"target": target, "emulated": True, "target_texts": count,
                        "target_accuracy": evaluation.accuracy, "target_accuracy_drop_points": drop,
-                       "target_worst_class_f1_change_points": min(evaluation.per_class_f1_change(scored["fp32"])
-                                                                  .values(), default=0.0),
-                       "within_budget": rows[name]["within_budget"] and drop <= config.max_accuracy_drop}
+                       "target_worst_class_f1_change_points": worst,
+                       "within_budget": rows[name]["within_budget"] and drop <= config.max_accuracy_drop
+                       and _class_f1_within_budget(worst, config)}
+
+
+def _class_f1_within_budget(worst_change_points: float, config: QuantizeConfig) -> bool:
+    """Whether the class that loses most F1 against fp32 stays inside `--max-class-f1-drop` (always, without one)."""
+    return config.max_class_f1_drop is None or -worst_change_points <= config.max_class_f1_drop
 
 
 def _choose(rows: dict[str, dict], config: QuantizeConfig, *, emulated: bool = False) -> str:
     if config.keep and not config.auto:
         if config.keep not in rows:
             raise EdgetuneError(f"--keep {config.keep}: that variant was not built; add it to the variants")
+        if not rows[config.keep]["class_f1_within_budget"]:
+            raise EdgetuneError(
+                f"--keep {config.keep}: one class loses {-rows[config.keep]['worst_class_f1_change_points']} F1 "
+                f"points, over the {config.max_class_f1_drop}-point per-class budget; raise --max-class-f1-drop "
+                "or keep another variant")
         if not rows[config.keep]["within_budget"]:
             raise EdgetuneError(
                 f"--keep {config.keep}: accuracy drops {rows[config.keep]['accuracy_drop_points']} points, "
@@ -258,9 +271,12 @@ def _reason(rows: dict[str, dict], chosen: str, config: QuantizeConfig) -> str:
               f"{HEAD_TO_HEAD_TIE_FRACTION:.0%} go to the more accurate): p50 {row['head_to_head_p50_ms']} ms; "
               if "head_to_head_p50_ms" in row else
               f"(ties within {LATENCY_TIE_FRACTION:.0%} go to the more accurate); ")
-    return (f"fastest variant within {config.max_accuracy_drop} accuracy points of fp32, timed {timing}"
+    class_budget = ("" if config.max_class_f1_drop is None else
+                    f" and no class losing over {config.max_class_f1_drop} F1 points")
+    return (f"fastest variant within {config.max_accuracy_drop} accuracy points of fp32{class_budget}, timed {timing}"
             f"p50 among all variants {row['p50_ms']} ms ({row['speedup_vs_fp32']}x fp32), "
-            f"accuracy drop {row['accuracy_drop_points']} points")
+            f"accuracy drop {row['accuracy_drop_points']} points, worst class F1 change "
+            f"{row['worst_class_f1_change_points']} points")
 
 
 def _sensitive_node_groups(fp32_path: Path) -> list[tuple[str, tuple[str, ...]]]:
@@ -280,16 +296,23 @@ def _sensitive_node_groups(fp32_path: Path) -> list[tuple[str, tuple[str, ...]]]
 
 
 def _rescue_with_exclusions(built, reference, config, fp32_path, scratch_dir, calibration_batches, evaluate) -> None:
-    """For each int8 variant over budget, keep sensitive node groups in float until it fits (or give up)."""
+    """For each int8 variant over budget (overall or per class), keep sensitive node groups in float until it
+    fits (or give up)."""
     groups = _sensitive_node_groups(fp32_path)
+
+    def within_budget(evaluation: VariantEvaluation) -> bool:
+        changes = evaluation.per_class_f1_change(reference)
+        return (100 * (reference.accuracy - evaluation.accuracy) <= config.max_accuracy_drop
+                and _class_f1_within_budget(min(changes.values()) if changes else 0.0, config))
+
     for spec, _, evaluation in list(built.values()):
         if spec.kind not in ("dynamic", "static"):
             continue
-        drop = 100 * (reference.accuracy - evaluation.accuracy)
+        fits = within_budget(evaluation)
         excluded: tuple[str, ...] = ()
         labels: list[str] = []
         for label, nodes in groups:
-            if drop <= config.max_accuracy_drop:
+            if fits:
                 break
             excluded += nodes
             labels.append(label)
@@ -298,7 +321,7 @@ def _rescue_with_exclusions(built, reference, config, fp32_path, scratch_dir, ca
             if isinstance(result, str):
                 break
             built[candidate.name] = (candidate, *result)
-            drop = 100 * (reference.accuracy - result[1].accuracy)
+            fits = within_budget(result[1])
 
 
 def _fixed_length_batches(tokenizer, texts: list[str], max_length: int) -> list[dict[str, numpy.ndarray]]:
@@ -347,7 +370,9 @@ def format_quantize_table(rows: dict[str, dict], chosen: str) -> str:
             note.append("CHOSEN")
         if "head_to_head_p50_ms" in row:
             note.append(f"head to head {row['head_to_head_p50_ms']:.3f} ms")
-        if not row["within_budget"]:
+        if not row.get("class_f1_within_budget", True):  # reports written before the per-class budget lack it
+            note.append("a class over the F1 budget")
+        elif not row["within_budget"]:
             note.append("over budget")
         if row["slower_than_fp32"]:
             note.append("slower than fp32")

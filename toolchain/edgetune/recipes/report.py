@@ -135,7 +135,8 @@ def _quantize_variants(recipe: Recipe, outputs: dict[str, Path]) -> list[dict]:
         for variant, row in sorted(report["variants"].items(), key=lambda item: item[1]["p50_ms"]):
             variants.append({"stage": name, "variant": variant, "chosen": variant == report["chosen"],
                              **{key: row.get(key) for key in ("accuracy", "macro_f1", "worst_class_f1_change_points",
-                                                              "size_mb", "p50_ms", "p90_ms", "within_budget")}})
+                                                              "size_mb", "p50_ms", "p90_ms", "within_budget",
+                                                              "class_f1_within_budget")}})
     return variants
 
 
@@ -146,7 +147,8 @@ def _fmt(value: float | None, pattern: str) -> str:
 def _variants_table(variants: list[dict]) -> list[list[str]]:
     table = [["stage", "variant", "accuracy", "macro-F1", "worst class ΔF1 (pt)", "MB", "p50 ms", "p90 ms", "note"]]
     for row in variants:
-        note = "kept" if row["chosen"] else ("" if row["within_budget"] else "over budget")
+        note = ("kept" if row["chosen"] else "" if row["within_budget"] else
+                "a class over the F1 budget" if row.get("class_f1_within_budget") is False else "over budget")
         table.append([row["stage"], row["variant"], f"{row['accuracy']:.2%}", f"{row['macro_f1']:.4f}",
                       _fmt(row["worst_class_f1_change_points"], "+.2f"), f"{row['size_mb']:.1f}",
                       f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}", note])

@@ -20,6 +20,7 @@ from edgetune.finetune.config import FinetuneConfig
 from edgetune.quantize.config import QuantizeConfig
 from edgetune.recipes.bench_stage import BenchStageConfig
 from edgetune.recipes.code_imports import CodeRoot
+from edgetune.tune.config import TuneConfig
 
 Artifact = Literal["data", "model", "onnx", "bundle", "bench", "evaluation"]
 
@@ -85,6 +86,12 @@ def call_training(spec: StageSpec, call: StageCall):
     return spec.library_function()(call.data, call.config, call.output_dir, resume=resume)
 
 
+def call_tune(spec: StageSpec, call: StageCall):
+    from edgetune.tune.stage import tune_into
+
+    return tune_into(spec.library_function(), call.data, call.config, call.output_dir)
+
+
 def call_on_input(spec: StageSpec, call: StageCall):
     return spec.library_function()(call.input_dir, call.output_dir, call.config)
 
@@ -99,6 +106,8 @@ STAGES: dict[str, StageSpec] = {
                   call_training, model_fields=("model",)),
         StageSpec("distill", DistillConfig, "edgetune.distill.train:distill", "distill", "data", "model",
                   call_training, model_fields=("student.model",), reference_fields={"teacher": "model"}),
+        StageSpec("tune", TuneConfig, "edgetune.tune.search:tune", "tune", "data", "model", call_tune,
+                  model_fields=("base.model",), reference_fields={"teacher": "model"}),
         StageSpec("export", ExportConfig, "edgetune.export.onnx_export:export_onnx", "export", "model", "onnx",
                   call_on_input),
         StageSpec("quantize", QuantizeConfig, "edgetune.quantize.run:quantize", "quantize", "onnx", "onnx",

@@ -139,6 +139,21 @@ class ClassificationTask(Task):
         return {"labels": labels, "labels_file": LABELS_FILE, "max_length": record["max_length"],
                 "truncation": True, "padding": "longest in batch", **pad_token(source_dir)}
 
+    def bundle_files(self, record: dict, source_dir: Path, staging: Path, config) -> dict:
+        section = self.bundle_section(record, source_dir, staging)
+        if config.tokenizer_in_graph:
+            from edgetune.bundle.probabilities import PROBABILITIES_OUTPUT, graph_outputs
+            from edgetune.bundle.special_tokens import TOKENIZER_FILE
+            from edgetune.bundle.text_model import TEXT_MODEL_FILE, write_text_model
+            from edgetune.export.artifact import MODEL_FILE
+
+            # The staged graph already ends in the Softmax (postprocess_bundle_graph ran first).
+            outputs = graph_outputs(staging / MODEL_FILE)
+            probabilities = PROBABILITIES_OUTPUT if PROBABILITIES_OUTPUT in outputs else None
+            section |= write_text_model(staging / MODEL_FILE, staging / TOKENIZER_FILE, section["max_length"],
+                                        probabilities, staging / TEXT_MODEL_FILE)
+        return section
+
     def golden_examples(self, runtime_bundle, texts: list[str]) -> list[dict]:
         probabilities = runtime_bundle.predict_proba(texts)
         golden = []
@@ -147,6 +162,10 @@ class ClassificationTask(Task):
             golden.append({"text": text, "label": runtime_bundle.labels[int(order[0])],
                            "probability": round(float(row[order[0]]), 6),
                            "margin": round(float(row[order[0]] - row[order[1]]), 6) if len(order) > 1 else 1.0})
+        if runtime_bundle.typed_manifest.section.get("text_model"):
+            from edgetune.bundle.text_model import check_text_model
+
+            check_text_model(runtime_bundle, texts)
         return golden
 
     def card_summary(self, manifest: dict) -> str:

@@ -3,12 +3,16 @@
 For each thread count: load time; time to first token of short, medium and long prompts
 (`bench_prompts.py` says how they are made, and the result records their token counts); greedy
 decode speed and inter-token latency over a fixed count of new tokens (stop tokens cannot end an
-answer early: `min_new_tokens`), timed in shuffled turns with a bare onnxruntime loop on the same
-prompt ids, so the runtime's own cost (tokenising, sampling, streaming, result objects) shows as
-overhead over the engine. Once: cold start (a fresh process to its first token), peak memory, the
-bundle's size and, with reference answers in the prompts file, their perplexity (teacher-forced,
-answer tokens only) and the ROUGE-L of greedy answers (where rouge_score is installed). The result
-is the same JSON family as classification's (`edgetune_runtime.bench`), merged by `edgetune report`.
+answer early: `min_new_tokens`), timed in shuffled turns with the engine's bare loop on the same
+prompt ids (onnxruntime-genai's own generator loop on the same model, or for the plain engine
+`session.run` with a numpy cache and argmax), so the runtime's own cost (tokenising, streaming,
+stop strings, result objects) shows as overhead over the engine. Once: cold start (a fresh process
+to its first token), peak memory, the bundle's size and, with reference answers in the prompts
+file, their perplexity (teacher-forced, answer tokens only) and the ROUGE-L of greedy answers (where
+rouge_score is installed); with intent labels and a judge bundle (a classifier of answers into
+intents), intent fidelity: the share of greedy answers the judge reads as serving the prompt's
+intent. The result is the same JSON family as classification's (`edgetune_runtime.bench`), merged by
+`edgetune report`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy
 
 from edgetune_runtime.bench import ResultFile, describe_device, pin_cores
 from edgetune_runtime.cold_start import peak_rss_mb, time_cold_starts
-from edgetune_runtime.errors import InputError
+from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.tasks import TaskBench
 from edgetune_runtime.tasks.generation.bench_prompts import (
     LENGTHS,
@@ -39,7 +43,13 @@ from edgetune_runtime.tasks.generation.bench_prompts import (
 )
 from edgetune_runtime.tasks.generation.bundle import GenerationBundle
 from edgetune_runtime.tasks.generation.decoder import Decoder
-from edgetune_runtime.tasks.generation.reference_scores import answer_nll, rouge_l_scorer
+from edgetune_runtime.tasks.generation.genai_engine import ENGINES, GenaiEngine
+from edgetune_runtime.tasks.generation.reference_scores import (
+    answer_nll,
+    fidelity_share,
+    judged_intents,
+    rouge_l_scorer,
+)
 from edgetune_runtime.timing import interleaved_timings
 
 GREEDY = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
@@ -55,6 +65,13 @@ class GenerationBenchConfig:
     """Column holding the prompt; found by common names (prompt, instruction, text, ...) when left out."""
     reference_column: str | None = None
     """Column holding the reference answer, for perplexity and ROUGE-L; found by name (response, ...) when left out."""
+    intent_column: str | None = None
+    """Column holding each prompt's intent label, for intent fidelity; found by name (intent, label, category)."""
+    judge: str | None = None
+    """A classification bundle that reads an answer and names its intent: greedy answers are judged against the
+    prompts' intent labels (intent fidelity)."""
+    engine: str = "auto"
+    """What decodes: onnxruntime-genai, onnxruntime (the plain loop) or auto (the runtime's default)."""
     threads: tuple[int, ...] = (1,)
     """ONNX Runtime intra-op thread counts to sweep (0: ONNX Runtime chooses)."""
     new_tokens: int = 64
@@ -88,6 +105,8 @@ class GenerationBenchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
                 raise InputError(f"--{name.replace('_', '-')}: {value!r} must be a whole number >= {lowest}")
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.long_prompt_tokens is not None and self.long_prompt_tokens < 2:
             raise InputError(f"--long-prompt-tokens: {self.long_prompt_tokens} must be at least 2")
 
@@ -118,7 +137,8 @@ class GenerationBenchRun:
     inter_token_p90_ms: float
     inter_token_p99_ms: float
     bare_decode_tokens_per_s: float
-    """The same prompt ids decoded by a bare onnxruntime loop (session.run, numpy cache, argmax), timed in turns."""
+    """The same prompt ids decoded by the engine's bare loop, timed in turns: onnxruntime-genai's generator alone
+    (generate_next_token, get_next_tokens), or for the plain engine session.run with a numpy cache and argmax."""
     overhead_fraction: float
     """Median over prompts of (runtime decode time - bare decode time) / bare decode time."""
     overhead_ms_per_token: float
@@ -133,6 +153,8 @@ class GenerationBenchResult(ResultFile):
     cold_start: dict | None
     peak_rss_mb: float | None
     quality: dict | None
+    engine: dict = field(default_factory=dict)
+    """What decoded: {"name": "onnxruntime-genai" or "onnxruntime", "version": ..., "chosen_as": the --engine asked}."""
     runs: list[GenerationBenchRun] = field(default_factory=list)
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -145,34 +167,45 @@ def bench(bundle_path: str | Path, config: GenerationBenchConfig, *, command: li
     previous_affinity = pin_cores(config.pin_cores) if config.pin_cores is not None else None
     try:
         # A bundle of another task is refused in one line, after its checks.
-        probe = GenerationBundle.load(bundle_path, intra_op_threads=config.threads[0], providers=config.providers)
+        probe = GenerationBundle.load(bundle_path, intra_op_threads=config.threads[0], providers=config.providers,
+                                      engine=config.engine)
         if config.data is not None:
-            prompts = read_bench_prompts(config.data, config.limit, config.prompt_column, config.reference_column)
+            prompts = read_bench_prompts(config.data, config.limit, config.prompt_column, config.reference_column,
+                                         config.intent_column)
             source = str(Path(config.data).resolve())
         else:
             prompts, source = golden_bench_prompts(probe), "golden prompts of the bundle"
+        # Checked before any timing, so a judge that cannot judge these prompts fails at once.
+        judge = _load_judge(config.judge, prompts) if config.judge is not None else None
         by_length = prompts_by_length(probe, prompts, config.prompts_per_length, config.new_tokens,
                                       config.long_prompt_tokens)
         progress(f"{len(prompts)} prompts from {source}; prompt tokens " + ", ".join(
             f"{length} {_median_tokens(by_length[length])}" for length in LENGTHS))
-        labelled = [prompt for prompt in prompts if prompt.reference is not None][:config.quality_rows]
-        quality = _quality(probe, labelled, config.new_tokens, progress) if labelled else None
+        labelled = [prompt for prompt in prompts
+                    if prompt.reference is not None or (judge is not None and prompt.intent is not None)]
+        labelled = labelled[:config.quality_rows]
+        quality = _quality(probe, labelled, config.new_tokens, progress, judge) if labelled else None
+        if quality is not None and judge is not None:
+            quality["judge"] = str(Path(config.judge).resolve())
         cold_start = None
         if config.cold_starts:
             progress(f"cold start: {config.cold_starts} fresh processes")
-            cold_start = time_cold_starts(bundle_path, prompts[0].user_text, config.threads[0], config.cold_starts)
+            cold_start = time_cold_starts(bundle_path, prompts[0].user_text, config.threads[0], config.cold_starts,
+                                          task_options={"engine": probe.engine})
         result = GenerationBenchResult(
             device=describe_device(probe), bundle=_describe_bundle(bundle_path, probe, config.name),
-            data={"path": source, "prompts": len(prompts), "labelled": sum(p.reference is not None for p in prompts)},
+            data={"path": source, "prompts": len(prompts), "labelled": sum(p.reference is not None for p in prompts),
+                  "intent_labelled": sum(p.intent is not None for p in prompts)},
             command=command if command is not None else list(sys.argv), cold_start=cold_start, peak_rss_mb=None,
-            quality=quality)
-        del probe
+            quality=quality, engine=_describe_engine(probe, config.engine))
+        del probe, judge
         for threads in config.threads:
             started = time.perf_counter()
-            bundle = GenerationBundle.load(bundle_path, intra_op_threads=threads, providers=config.providers)
+            bundle = GenerationBundle.load(bundle_path, intra_op_threads=threads, providers=config.providers,
+                                           engine=config.engine)
             load_s = round(time.perf_counter() - started, 4)
             progress(f"threads {threads}: first token at 3 prompt lengths, {config.new_tokens} new tokens on "
-                     f"{config.prompts_per_length} prompts beside a bare onnxruntime loop")
+                     f"{config.prompts_per_length} prompts beside {bundle.engine}'s bare loop")
             result.runs.append(_run(bundle, threads, load_s, by_length, config))
             del bundle
         result.peak_rss_mb = peak_rss_mb()
@@ -216,7 +249,10 @@ def _run(bundle: GenerationBundle, threads: int, load_s: float, by_length: dict[
         gaps_ms.extend(answer.inter_token_ms)
 
     def bare(index: int) -> None:
-        bare_s.append(bare_decode_seconds(bundle.decoder, short[index].prompt_ids, new_tokens))
+        if bundle.genai is not None:
+            bare_s.append(bare_genai_decode_seconds(bundle.genai, short[index].prompt_ids, new_tokens))
+        else:
+            bare_s.append(bare_decode_seconds(bundle.decoder, short[index].prompt_ids, new_tokens))
 
     interleaved_timings({"runtime": runtime, "bare": bare}, count, warmup=config.warmup)
     runtime_s, bare_s = runtime_s[-count:], bare_s[-count:]  # the warm-up rounds went first
@@ -266,29 +302,86 @@ def bare_decode_seconds(decoder: Decoder, prompt_ids: list[int], new_tokens: int
     return time.perf_counter() - started
 
 
+def bare_genai_decode_seconds(engine: GenaiEngine, prompt_ids: list[int], new_tokens: int) -> float:
+    """Seconds from the first new token to the last of onnxruntime-genai's own greedy loop on the same model
+    (`generate_next_token`, `get_next_tokens`, nothing else): the floor of the runtime on that engine."""
+    generator = engine.generator(prompt_ids, max_length=len(prompt_ids) + new_tokens,
+                                 min_length=len(prompt_ids) + new_tokens)
+    generator.generate_next_token()
+    generator.get_next_tokens()
+    started = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        generator.generate_next_token()
+        generator.get_next_tokens()
+    return time.perf_counter() - started
+
+
+def _load_judge(path: str, prompts: list[BenchPrompt]):
+    """The judge bundle (a classifier of answers into intents), checked against the prompts' intent labels."""
+    from edgetune_runtime.tasks.classification import ClassificationBundle
+
+    judged = [prompt for prompt in prompts if prompt.intent is not None]
+    if not judged:
+        raise InputError("--judge: the prompts carry no intent labels to judge answers against; pass --data with an "
+                         "intent column (found by name: intent, label, category) or name it with --intent-column")
+    try:
+        judge = ClassificationBundle.load(path, intra_op_threads=1)
+    except BundleError as error:
+        raise BundleError(f"--judge: {error}") from None
+    known = set(judge.labels)
+    unknown = next((prompt for prompt in judged if prompt.intent not in known), None)
+    if unknown is not None:
+        raise InputError(f"{unknown.where}: intent {unknown.intent!r} is not one of the judge's {len(known)} labels "
+                         f"({path}); use the judge trained on this data's intents")
+    return judge
+
+
 def _quality(bundle: GenerationBundle, labelled: list[BenchPrompt], new_tokens: int,
-             progress: Callable[[str], None]) -> dict:
-    """Perplexity of the reference answers (pooled over their tokens, as in training) and mean ROUGE-L F of
-    greedy answers against them."""
+             progress: Callable[[str], None], judge=None) -> dict:
+    """Perplexity of the reference answers (pooled over their tokens, as in training), mean ROUGE-L F of greedy
+    answers against them and, with a judge, intent fidelity of greedy answers to prompts with an intent label."""
     scorer = rouge_l_scorer()
-    progress(f"quality: {len(labelled)} reference answers (perplexity"
-             f"{', ROUGE-L of greedy answers' if scorer else ''})")
-    nll, tokens, rouge = 0.0, 0, []
+    referenced = [prompt for prompt in labelled if prompt.reference is not None]
+    judged = [prompt for prompt in labelled if judge is not None and prompt.intent is not None]
+    progress(f"quality: {len(referenced)} reference answers (perplexity"
+             f"{', ROUGE-L of greedy answers' if scorer else ''})"
+             + (f", intent fidelity of {len(judged)} greedy answers" if judge is not None else ""))
+    nll, tokens, rouge, intents, answers = 0.0, 0, [], [], []
     for prompt in labelled:
-        try:
-            prompt_ids, answer_ids = bundle.reference_ids(prompt.conversation, prompt.reference)
-        except InputError as error:
-            raise InputError(f"{prompt.where}: {error}") from None
-        row_nll, row_tokens = answer_nll(bundle.decoder.sequence_logits(prompt_ids + answer_ids), len(prompt_ids),
-                                         answer_ids)
-        nll, tokens = nll + row_nll, tokens + row_tokens
-        if scorer is not None:
+        answer = None
+        if (scorer is not None and prompt.reference is not None) or (judge is not None and prompt.intent is not None):
             answer = bundle.generate(prompt.conversation, max_new_tokens=new_tokens, truncate=True, **GREEDY)
-            rouge.append(scorer(prompt.reference, answer.text.strip()))
-    return {"rows": len(labelled), "reference_tokens": tokens,
+        if prompt.reference is not None:
+            try:
+                prompt_ids, answer_ids = bundle.reference_ids(prompt.conversation, prompt.reference)
+            except InputError as error:
+                raise InputError(f"{prompt.where}: {error}") from None
+            row_nll, row_tokens = answer_nll(bundle.decoder.sequence_logits(prompt_ids + answer_ids),
+                                             len(prompt_ids), answer_ids)
+            nll, tokens = nll + row_nll, tokens + row_tokens
+            if scorer is not None:
+                rouge.append(scorer(prompt.reference, answer.text.strip()))
+        if judge is not None and prompt.intent is not None:
+            intents.append(prompt.intent)
+            answers.append(answer.text.strip())
+    fidelity = fidelity_share(judged_intents(judge, answers), intents) if intents else None
+    return {"rows": len(referenced), "reference_tokens": tokens,
             "perplexity": round(math.exp(nll / tokens), 4) if tokens and nll / tokens < 700 else None,
             "rouge_l": round(statistics.fmean(rouge), 4) if rouge else None, "answer_tokens": new_tokens,
-            "note": None if scorer else "rouge_score is not installed here: ROUGE-L skipped (pip install rouge-score)"}
+            "intent_fidelity": None if fidelity is None else round(fidelity, 4), "judged_rows": len(intents),
+            "judge": None,
+            "note": None if scorer or not referenced
+            else "rouge_score is not installed here: ROUGE-L skipped (pip install rouge-score)"}
+
+
+def _describe_engine(bundle: GenerationBundle, asked: str) -> dict:
+    if bundle.genai is not None:
+        version = GenaiEngine.version()
+    else:
+        import onnxruntime
+
+        version = onnxruntime.__version__
+    return {"name": bundle.engine, "version": version, "chosen_as": asked}
 
 
 def _describe_bundle(path: Path, bundle: GenerationBundle, name: str | None) -> dict:
@@ -315,8 +408,8 @@ def format_table(result: GenerationBenchResult) -> str:
         firsts = " ".join(f"{run.first_token[length].p50_ms:>11.1f}" for length in LENGTHS)
         lines.append(f"{run.threads:>7} {firsts} {run.decode_tokens_per_s:>7.1f} {run.inter_token_p50_ms:>8.2f} "
                      f"{run.inter_token_p90_ms:>8.2f} {run.inter_token_p99_ms:>8.2f} {run.load_s:>7.3f}  "
-                     f"{run.overhead_fraction:+.1%} ({run.overhead_ms_per_token:+.3f} ms/token) vs bare onnxruntime "
-                     f"{run.bare_decode_tokens_per_s:.1f} tok/s")
+                     f"{run.overhead_fraction:+.1%} ({run.overhead_ms_per_token:+.3f} ms/token) vs bare "
+                     f"{result.engine.get('name', 'engine')} {run.bare_decode_tokens_per_s:.1f} tok/s")
     if result.runs:
         run = result.runs[0]
         lines.append("prompt tokens (median): " + ", ".join(
@@ -325,7 +418,8 @@ def format_table(result: GenerationBenchResult) -> str:
     device = result.device
     lines.append(f"device: {device['cpu_model']}, {device['usable_cores']} usable cores, "
                  f"{' '.join(device['isa_flags']) or 'no listed ISA flags'}; onnxruntime {device['onnxruntime']} "
-                 f"({device['execution_provider']})")
+                 f"({device['execution_provider']}); decoded by {result.engine.get('name')} "
+                 f"{result.engine.get('version')}")
     if result.cold_start:
         cold = result.cold_start
         lines.append(f"cold start (process start to first token): {cold['median_s']:.3f} s median of "
@@ -333,9 +427,12 @@ def format_table(result: GenerationBenchResult) -> str:
                      f"peak RSS {cold['peak_rss_mb']} MB")
     lines.append(f"bundle {result.bundle['size_mb']:.2f} MB; peak RSS of this benchmark {result.peak_rss_mb} MB")
     quality = result.quality
-    if quality:
+    if quality and quality["rows"]:
         rouge = f"ROUGE-L {quality['rouge_l']:.4f}" if quality["rouge_l"] is not None else quality["note"]
         lines.append(f"quality on {quality['rows']} reference answers: perplexity {quality['perplexity']}; {rouge}")
+    if quality and quality.get("intent_fidelity") is not None:
+        lines.append(f"intent fidelity: {quality['intent_fidelity']:.1%} of {quality['judged_rows']} greedy answers "
+                     f"judged to serve the prompt's intent (judge {quality['judge']})")
     return "\n".join(lines)
 
 

@@ -1,10 +1,10 @@
 """The prompts `edgetune-runtime bench` times a chat bundle on: real prompts, at three lengths.
 
 Read from a file (JSONL with `messages` or a prompt column, CSV/TSV with a prompt column, .txt one
-prompt per line; an optional reference-answer column, or a final assistant turn, for the quality
-figures) through the runtime's one reader, streamed and stopped after `limit` rows; without a file,
-the bundle's golden prompts. Lengths are in tokens of the rendered conversation, system turn and
-chat format included, which is what the model reads:
+prompt per line; an optional reference-answer column, or a final assistant turn, and an optional
+intent-label column, for the quality figures) through the runtime's one reader, streamed and stopped
+after `limit` rows; without a file, the bundle's golden prompts. Lengths are in tokens of the
+rendered conversation, system turn and chat format included, which is what the model reads:
 - short: a real prompt as written;
 - long: real prompts joined (one per line) into one user turn, cut at a word to fill the context
   beside the new tokens (or a smaller cap);
@@ -26,6 +26,7 @@ from edgetune_runtime.texts_file import TEXT_COLUMN_CANDIDATES, pick_column, rea
 
 PROMPT_COLUMN_CANDIDATES = ("prompt", *TEXT_COLUMN_CANDIDATES)
 REFERENCE_COLUMN_CANDIDATES = ("response", "reference", "answer", "completion", "output")
+INTENT_COLUMN_CANDIDATES = ("intent", "label", "category")
 LENGTHS = ("short", "medium", "long")
 
 
@@ -37,6 +38,8 @@ class BenchPrompt:
     """A prompt (a user turn) or messages ending with the user's turn."""
     reference: str | None = None
     """The expected answer, when the file has one."""
+    intent: str | None = None
+    """The prompt's intent label, when the file has one: a judge bundle checks that the answer serves it."""
 
     @property
     def user_text(self) -> str:
@@ -52,13 +55,14 @@ class TimedPrompt:
 
 
 def read_bench_prompts(path: str | Path, limit: int, prompt_column: str | None = None,
-                       reference_column: str | None = None) -> list[BenchPrompt]:
+                       reference_column: str | None = None, intent_column: str | None = None) -> list[BenchPrompt]:
     """The first `limit` prompts of `path` (rows with an empty prompt are skipped); `InputError` names a bad row."""
     path = Path(path)
     prompts: list[BenchPrompt] = []
     if path.suffix.lower() == ".txt":
-        if reference_column is not None:
-            raise InputError(f"{path}: a .txt file holds prompts only; reference answers need a .csv, .tsv or .jsonl")
+        if reference_column is not None or intent_column is not None:
+            raise InputError(f"{path}: a .txt file holds prompts only; reference answers and intent labels need a "
+                             ".csv, .tsv or .jsonl")
         for row in read_texts(path):
             if row.text.strip():
                 prompts.append(BenchPrompt(f"{path}, line {row.row}", row.text))
@@ -75,9 +79,14 @@ def read_bench_prompts(path: str | Path, limit: int, prompt_column: str | None =
     elif not has_messages:
         lowered = {column.lower(): column for column in table.columns}
         reference_key = next((lowered[name] for name in REFERENCE_COLUMN_CANDIDATES if name in lowered), None)
+    if intent_column is not None:
+        intent_key = pick_column(table.columns, intent_column, (), "intent", table.columns_from)
+    else:
+        lowered = {column.lower(): column for column in table.columns}
+        intent_key = next((lowered[name] for name in INTENT_COLUMN_CANDIDATES if name in lowered), None)
     for record in table.records:
         where = f"{path}, {table.unit} {record.number}"
-        prompt = _record_prompt(record.values, where, prompt_key, reference_key)
+        prompt = _record_prompt(record.values, where, prompt_key, reference_key, intent_key)
         if prompt is not None:
             prompts.append(prompt)
         if len(prompts) == limit:
@@ -85,10 +94,15 @@ def read_bench_prompts(path: str | Path, limit: int, prompt_column: str | None =
     return prompts
 
 
-def _record_prompt(values: dict, where: str, prompt_key: str | None, reference_key: str | None) -> BenchPrompt | None:
+def _record_prompt(values: dict, where: str, prompt_key: str | None, reference_key: str | None,
+                   intent_key: str | None = None) -> BenchPrompt | None:
     reference = values.get(reference_key) if reference_key else None
     if reference is not None and not isinstance(reference, str):
         raise InputError(f"{where}, column {reference_key!r}: expected the reference answer as text")
+    intent = values.get(intent_key) if intent_key else None
+    if intent is not None and not isinstance(intent, str):
+        raise InputError(f"{where}, column {intent_key!r}: expected the intent label as text")
+    intent = intent.strip() or None if intent is not None else None
     if prompt_key is None or (prompt_key not in values and "messages" in values):
         messages = values.get("messages")
         if isinstance(messages, list) and messages and isinstance(messages[-1], dict) \
@@ -96,12 +110,12 @@ def _record_prompt(values: dict, where: str, prompt_key: str | None, reference_k
             reference = messages[-1].get("content")
             messages = messages[:-1]
         conversation = check_messages(messages, f"{where}: messages")
-        return BenchPrompt(where, conversation, reference or None)
+        return BenchPrompt(where, conversation, reference or None, intent)
     text = values.get(prompt_key)
     if not isinstance(text, str):
         found = "nothing" if text is None else type(text).__name__
         raise InputError(f"{where}, column {prompt_key!r}: expected the prompt as text, found {found}")
-    return BenchPrompt(where, text, reference or None) if text.strip() else None
+    return BenchPrompt(where, text, reference or None, intent) if text.strip() else None
 
 
 def golden_bench_prompts(bundle: GenerationBundle) -> list[BenchPrompt]:

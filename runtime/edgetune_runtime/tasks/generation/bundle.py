@@ -1,13 +1,16 @@
 """Text generation: `GenerationBundle`, a chat model's part of a bundle (chat format, decoding, golden prompts).
 
 `generate` answers a prompt or a conversation; `stream` yields the answer as it is decoded, in whole
-characters, and stops decoding when the caller closes it. Each call owns its KV cache and its random
-generator, and the one ONNX Runtime session is safe for concurrent `run` calls, so calls from many
-threads give the same results as the same calls one after another.
+characters, and stops decoding when the caller closes it. The decode engine is onnxruntime-genai's
+generator where it is installed (`edgetune-runtime[chat]`), else the plain onnxruntime loop of
+`decoder.py`; `engine=` chooses (genai_engine.py says why and how they differ). Each call owns its KV
+cache and its random generator, and the one model (an ONNX Runtime session, or an `og.Model`) is safe
+for concurrent calls, so calls from many threads give the same results as the same calls one after another.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +19,8 @@ from typing import Literal
 from edgetune_runtime.envelope import Bundle
 from edgetune_runtime.errors import BundleError, InputError
 from edgetune_runtime.tasks.generation.chat_template import check_messages
-from edgetune_runtime.tasks.generation.decoder import Decoder, DecoderLayout
+from edgetune_runtime.tasks.generation.decoder import GENAI_CONFIG, Decoder, DecoderLayout
+from edgetune_runtime.tasks.generation.genai_engine import GENAI, PLAIN, GenaiEngine, choose_engine
 from edgetune_runtime.tasks.generation.sampling import Sampling, TokenChooser
 from edgetune_runtime.tasks.generation.section import GenerationSection
 from edgetune_runtime.tasks.generation.streaming import IncrementalDetokenizer, StopStrings
@@ -63,21 +67,57 @@ class GenerationBundle(Bundle):
     `repetition_penalty` override them one by one, and temperature 0 decodes greedily.
     """
 
+    def __init__(self, directory, manifest: dict, *, engine: str = "auto", **settings) -> None:
+        self._engine_asked = engine
+        self.engine = choose_engine(engine, providers=settings.get("providers"),
+                                    session_options=settings.get("session_options"), tuning=manifest.get("session"))
+        """What decodes: "onnxruntime-genai" (its generator) or "onnxruntime" (the plain loop)."""
+        self.genai: GenaiEngine | None = None
+        self._decoder: Decoder | None = None
+        self._decoder_lock = threading.Lock()
+        super().__init__(directory, manifest, **settings)
+
     def _read_section(self, section: dict, where: str) -> None:
         self.generation = GenerationSection.parse(section, where)
+        if self.engine == GENAI and self.generation.genai_config != GENAI_CONFIG:
+            # onnxruntime-genai reads the folder's genai_config.json, whatever the manifest names.
+            if self._engine_asked != "auto":
+                raise BundleError(f"{where}: generation.genai_config is {self.generation.genai_config!r}; "
+                                  f"onnxruntime-genai reads only {GENAI_CONFIG}: use engine 'onnxruntime'")
+            self.engine = PLAIN
+
+    def _session_at_load(self) -> bool:
+        # With onnxruntime-genai decoding, a second copy of the weights in a plain session would cost its
+        # memory for nothing: that session opens only if a call needs logits (scoring, the bench's bare loop).
+        return self.engine != GENAI
+
+    @property
+    def execution_provider(self) -> str:
+        # onnxruntime-genai is driven on the CPU provider only (genai_engine.choose_engine); asking the plain
+        # session would open it, and load the weights a second time, just to say so.
+        return "CPUExecutionProvider" if self.genai is not None else super().execution_provider
+
+    @property
+    def decoder(self) -> Decoder:
+        """The plain onnxruntime decode loop over the bundle's session (teacher-forced logits, the bare loop)."""
+        if self._decoder is None:
+            with self._decoder_lock:
+                if self._decoder is None:
+                    self._decoder = Decoder(self.session, self.layout)
+        return self._decoder
 
     def _prepare(self, where: str) -> None:
         from tokenizers import Tokenizer
 
         config_path = self.directory / self.generation.genai_config
         layout = DecoderLayout.from_genai_config(_read_json(config_path), str(config_path))
+        self.layout = layout
         if layout.model_file != self.typed_manifest.model:
             raise BundleError(f"{where}: {self.generation.genai_config} names model {layout.model_file!r} but the "
                               f"manifest's model is {self.typed_manifest.model!r}; rebuild the bundle")
         if self.generation.context_length > layout.context_length:
             raise BundleError(f"{where}: generation.context_length {self.generation.context_length} is longer than "
                               f"the model's {layout.context_length} in {self.generation.genai_config}")
-        self.decoder = Decoder(self.session, layout)
         path = self.directory / self.typed_manifest.tokenizer
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
@@ -89,6 +129,15 @@ class GenerationBundle(Bundle):
         if unknown:
             raise BundleError(f"{where}: generation.stop_token_ids holds {unknown[0]}, past the model's vocabulary "
                               f"of {layout.vocab_size}")
+        # The engine loads last, once every cheap check of the files it reads has passed.
+        if self.engine == GENAI:
+            settings = self._session_settings
+            self.genai = GenaiEngine(self.directory, self.generation.stop_token_ids,
+                                     intra_op_threads=settings["intra_op_threads"],
+                                     inter_op_threads=settings["inter_op_threads"],
+                                     config_entries=(self.manifest.get("session") or {}).get("config_entries"))
+        else:
+            self._decoder = Decoder(self.session, layout)
 
     @property
     def context_length(self) -> int:
@@ -198,9 +247,12 @@ class GenerationBundle(Bundle):
         progress.prompt_tokens = len(prompt)
         stop_ids = set(self.generation.stop_token_ids)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
-        chooser = TokenChooser(sampling, prompt, seed, banned_until=min_new_tokens,
-                               banned_ids=self.generation.stop_token_ids)
-        tokens = self.decoder.tokens(prompt, chooser, limit, self.generation.stop_token_ids)
+        if self.genai is not None:
+            tokens = self.genai.tokens(prompt, sampling, seed, limit, self.context_length, min_new_tokens)
+        else:
+            chooser = TokenChooser(sampling, prompt, seed, banned_until=min_new_tokens,
+                                   banned_ids=self.generation.stop_token_ids)
+            tokens = self.decoder.tokens(prompt, chooser, limit, self.generation.stop_token_ids)
         try:
             for token in tokens:
                 progress.token_times.append(time.perf_counter())
@@ -258,6 +310,8 @@ class GenerationBundle(Bundle):
     def greedy_token_ids(self, messages_or_prompt: Conversation, max_new_tokens: int) -> list[int]:
         """Greedy tokens with no repetition penalty and no stop strings: what golden prompts record."""
         prompt = self.prompt_ids(messages_or_prompt, max_new_tokens)
+        if self.genai is not None:  # verify checks the engine that answers
+            return list(self.genai.tokens(prompt, Sampling(), None, max_new_tokens, self.context_length))
         return self.decoder.greedy(prompt, max_new_tokens, self.generation.stop_token_ids)
 
     def _parse_golden_example(self, example: object) -> tuple[list[dict[str, str]], list[int]]:

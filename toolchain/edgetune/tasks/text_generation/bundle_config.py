@@ -37,6 +37,9 @@ class GenerationBundleConfig(BundleConfig):
         if self.ort_format:
             raise ConfigError("ort_format: not supported for chat bundles yet (the decoder keeps its weights in "
                               "model.onnx.data, which the ORT converter does not carry over); leave it off")
+        if self.tokenizer_in_graph:
+            raise ConfigError("tokenizer_in_graph: classifiers only (a chat bundle's tokenizer runs in "
+                              "onnxruntime-genai); leave it off")
         if not 1 <= self.golden_prefix_tokens <= 4096:
             raise ConfigError(f"golden_prefix_tokens: {self.golden_prefix_tokens} must be from 1 to 4096")
         if self.max_new_tokens < 1:

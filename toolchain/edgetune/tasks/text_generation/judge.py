@@ -24,6 +24,10 @@ from edgetune.errors import DataError, EdgetuneError
 from edgetune.models.cache import cache_root
 from edgetune_runtime.hashing import sha256_json
 
+# One copy of the judging and of the share, shared with `edgetune-runtime bench --judge` (fidelity_share is
+# imported from here by the evaluation).
+from edgetune_runtime.tasks.generation.reference_scores import fidelity_share, judged_intents  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 JUDGE_RECORD = "judge.json"
@@ -48,20 +52,7 @@ class IntentJudge:
 
     def judge(self, texts: Sequence[str]) -> list[str | None]:
         """The intent each text reads as; None for an empty text (no answer serves no intent)."""
-        spoken = [index for index, text in enumerate(texts) if text.strip()]
-        judged: list[str | None] = [None] * len(texts)
-        for index, prediction in zip(spoken, self.bundle.predict([texts[i] for i in spoken]), strict=True):
-            judged[index] = prediction[0].label
-        return judged
-
-
-def fidelity_share(judged_intents: Sequence[str | None], intents: Sequence[str]) -> float:
-    """Share of answers whose judged intent is the prompt's intent (an unjudged answer counts as wrong)."""
-    if len(judged_intents) != len(intents):
-        raise ValueError(f"{len(judged_intents)} judged intents for {len(intents)} prompts")
-    if not intents:
-        return float("nan")
-    return sum(judged == intent for judged, intent in zip(judged_intents, intents, strict=True)) / len(intents)
+        return judged_intents(self.bundle, texts)
 
 
 def intent_fidelity(answers: Sequence[str], intents: Sequence[str], judge: IntentJudge) -> float:

@@ -114,6 +114,11 @@ def _finetune_chat_locked(data_config: ChatDataConfig, config: ChatFinetuneConfi
         from edgetune.finetune.lora import add_lora_adapters
 
         model = add_lora_adapters(model, config.lora, task_type="CAUSAL_LM")
+    if config.quant_aware != "off":
+        from edgetune.tasks.text_generation.quant_aware import train_for_int4
+
+        rounded = train_for_int4(model, config.quant_aware)
+        log.info("quantisation-aware: %d layers compute with %s-rounded weights", rounded, config.quant_aware)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if is_main_process:
@@ -266,6 +271,10 @@ def _write_output(output_dir: Path, trainer, tokenizer, config: ChatFinetuneConf
 
     with atomic_directory(output_dir, overwrite=force) as staging:
         model = merge_lora_adapters(trainer.model)
+        if config.quant_aware != "off":  # the weights the run trained are the rounded ones: save those
+            from edgetune.tasks.text_generation.quant_aware import round_weights_to_int4
+
+            round_weights_to_int4(model, config.quant_aware)
         # Generation stops at the end-of-turn token the chat template closes each answer with.
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
