@@ -60,7 +60,7 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     assert bundle.verify().passed
     scores = json.loads((result.run_dir / "report.json").read_text())["evaluation"]
     assert list(scores["models"]) == ["base", "finetuned-fp32", "finetuned-int4-block32"]
-    assert scores["prompts"] == 3  # one held-out test prompt per intent
+    assert scores["prompts"] == 6  # the recipe's two held-out test prompts per intent
     report = (result.run_dir / "report.md").read_text()
     assert "finetuned-int4-block32 - base" in report and "int4-block32" in report
     assert (result.run_dir / "quality.png").stat().st_size > 1000
