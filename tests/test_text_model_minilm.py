@@ -1,6 +1,6 @@
 """The in-graph tokenizer on real weights: a quickstart-style MiniLM int8 bundle (one short epoch on a
-Banking77 slice: its accuracy does not matter here, its real tokenizer and graph do) gives the Python runtime's top label on every Banking77
-test text when run from raw strings."""
+Banking77 slice: its accuracy does not matter here, its real tokenizer and graph do) gives the Python
+runtime's top label on every Banking77 test text when run from raw strings."""
 
 from __future__ import annotations
 
