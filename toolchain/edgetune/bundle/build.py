@@ -154,7 +154,7 @@ def _manifest(stage: dict, task: Task, section: dict, source_dir: Path, staging:
         session=stage.get("session", {}),
         golden_tolerance=config.golden_tolerance,
         # The golden outputs are computed on this machine, so its target is verified by construction;
-        # others are added by scripts/emulate.sh --record once they reproduce them (bundle/targets.py).
+        # others are added by scripts/emulate.sh (its record option) once they reproduce them (bundle/targets.py).
         verified_targets=[cpu_target(machine)],
     )
 

@@ -51,7 +51,7 @@ def outputs_on_target(target: str, graphs: dict[str, Path], batches: list[dict[s
     """Each graph's first output on `batches`, computed on the emulated `target`; keyed like `graphs`."""
     from edgetune_runtime.graph_outputs import save_feeds
 
-    feeds, output_dir = scratch_dir / f"{target}-feeds.npz", scratch_dir / f"{target}-outputs"
+    feeds, output_dir = scratch_dir / f"{target}-feeds.json", scratch_dir / f"{target}-outputs"
     output_dir.mkdir(exist_ok=True)
     save_feeds(feeds, batches)
     command = ["bash", str(emulate_script()), "--exec", target, "-m", "edgetune_runtime.graph_outputs", str(feeds),

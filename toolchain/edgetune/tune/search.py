@@ -55,9 +55,9 @@ def tune(data_config: DataConfig, config: TuneConfig, run_dir: str | Path, *, bu
     import optuna
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     data_config = search_data(data_config)
-    load_labelled_data(data_config)  # the data is checked before any storage or model is touched
+    load_labelled_data(data_config)  # the data is checked before any storage, model or run directory is touched
+    run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(config.storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _create_or_join(url, config)
