@@ -23,7 +23,7 @@ from edgetune_runtime.errors import BundleError
 from edgetune_runtime.hashing import BackgroundSha256, sha256_file
 from edgetune_runtime.json_limits import JSONTooDeep, loads_bounded
 from edgetune_runtime.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, BundleManifest, validate_manifest
-from edgetune_runtime.session import create_session
+from edgetune_runtime.session import create_session, load_failure
 from edgetune_runtime.tasks import bundle_class
 
 
@@ -101,13 +101,10 @@ class Bundle:
         try:
             return create_session(model_path, tuning=self.manifest.get("session"), **self._session_settings)
         except Exception as error:
-            # A sealed bundle whose model is not a loadable graph (built wrong, or re-sealed by hand):
-            # ONNX Runtime's own exception types all derive from Exception, so they are told apart by module.
-            if not type(error).__module__.startswith("onnxruntime"):
+            failure = load_failure(model_path, error)
+            if failure is None:
                 raise
-            raise BundleError(f"{model_path}: ONNX Runtime cannot load the model "
-                              f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})"
-                              ) from None
+            raise failure from None
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, intra_op_threads: int = 0, inter_op_threads: int = 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgetune_runtime.errors import InputError
+from edgetune_runtime.errors import BundleError, InputError
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -57,3 +57,13 @@ def apply_session_tuning(options, tuning: dict) -> list[str]:
     for key, value in entries.items():
         options.add_session_config_entry(key, value)
     return list(disabled)
+
+
+def load_failure(path: Path, error: Exception, what: str = "the model") -> BundleError | None:
+    """One line for a sealed graph ONNX Runtime cannot load (built wrong, or re-sealed by hand); None for an error
+    that is not ONNX Runtime's, to be raised as it is. ONNX Runtime's own exception types all derive from
+    Exception, so they are told apart by module."""
+    if not type(error).__module__.startswith("onnxruntime"):
+        return None
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return BundleError(f"{path}: ONNX Runtime cannot load {what} ({first_line})")

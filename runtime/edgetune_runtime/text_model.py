@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy
 
 from edgetune_runtime.errors import BundleError, InputError
-from edgetune_runtime.session import create_session
+from edgetune_runtime.session import create_session, load_failure
 from edgetune_runtime.text_inputs import check_texts
 
 
@@ -51,11 +51,10 @@ class TextModel:
             self.session = create_session(path, intra_op_threads=intra_op_threads, session_options=options,
                                           tuning=bundle.manifest.get("session"))
         except Exception as error:
-            if not type(error).__module__.startswith("onnxruntime"):
+            failure = load_failure(path, error, "the text model")
+            if failure is None:
                 raise
-            raise BundleError(f"{path}: ONNX Runtime cannot load the text model "
-                              f"({str(error).strip().splitlines()[0] if str(error).strip() else 'no message'})"
-                              ) from None
+            raise failure from None
         inputs = {value.name for value in self.session.get_inputs()}
         outputs = {value.name for value in self.session.get_outputs()}
         if self._input not in inputs or self._output not in outputs:
