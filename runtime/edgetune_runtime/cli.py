@@ -211,7 +211,8 @@ def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tup
 
     bundle = Bundle.load(bundle_path, intra_op_threads=threads, inter_op_threads=inter_op_threads,
                          providers=providers or None)
-    warning = unverified_target_warning(bundle.manifest, describe_machine())
+    machine = describe_machine()
+    warning = unverified_target_warning(bundle.manifest, machine)
     if warning:
         click.echo(warning, err=True)
     check = bundle.verify()
@@ -219,7 +220,6 @@ def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tup
         from edgetune_runtime.atomic_write import write_json_atomic
         from edgetune_runtime.targets import cpu_target
 
-        machine = describe_machine()
         write_json_atomic(output_path, {
             "bundle": bundle_path, "model_sha256": bundle.manifest["files"][bundle.manifest["model"]],
             "device": machine, "target": cpu_target(machine),

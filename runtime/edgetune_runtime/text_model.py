@@ -71,14 +71,10 @@ class TextModel:
 
     def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
         """The `top_k` labels with probabilities for each text, most probable first."""
-        from edgetune_runtime.tasks.classification import Prediction
+        from edgetune_runtime.tasks.classification import check_top_k, top_predictions
 
-        if not 1 <= top_k <= len(self.labels):
-            raise ValueError(f"top_k must be between 1 and {len(self.labels)} (the number of labels), not {top_k}")
-        probabilities = self.predict_proba(texts)
-        top = numpy.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-        return [[Prediction(self.labels[j], float(row[j])) for j in indices]
-                for row, indices in zip(probabilities, top, strict=True)]
+        check_top_k(top_k, self.labels)
+        return top_predictions(self.predict_proba(texts), self.labels, top_k)
 
     def verify(self):
         """The bundle's golden texts through the text model and through the Python path, one text at a time,
@@ -105,5 +101,5 @@ class TextModel:
             examples.append((text, int(order[0]), float(row[order[0]]), margin,
                              {"text": text, "label": self.labels[int(order[0])],
                               "probability": round(float(row[order[0]]), 6)}))
-        tolerance = float(self._bundle.manifest.get("golden_tolerance", 0.02))
-        return golden_mismatches(self.predict_proba(texts), examples, self.labels, tolerance)
+        return golden_mismatches(self.predict_proba(texts), examples, self.labels,
+                                 self._bundle.typed_manifest.golden_tolerance)

@@ -177,16 +177,8 @@ class ClassificationBundle(Bundle):
                 row = (scores if self._to_probabilities is None else self._to_probabilities(scores))[0]
                 best = row.argmax()  # a numpy integer indexes the list; item() gives a Python float in one call
                 return [[Prediction(self.labels[best], row.item(best))]]
-        if not 1 <= top_k <= len(self.labels):
-            raise ValueError(f"top_k must be between 1 and {len(self.labels)} (the number of labels), not {top_k}")
-        probabilities = self.predict_proba(texts, batch_size)
-        labels = self.labels
-        if top_k == 1:
-            return [[Prediction(labels[j], float(row[j]))] for row, j in zip(probabilities, probabilities.argmax(1),
-                                                                              strict=True)]
-        top = numpy.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-        return [[Prediction(labels[j], float(row[j])) for j in indices]
-                for row, indices in zip(probabilities, top, strict=True)]
+        check_top_k(top_k, self.labels)
+        return top_predictions(self.predict_proba(texts, batch_size), self.labels, top_k)
 
     def text_model(self, intra_op_threads: int = 0):
         """The bundle's graph with the tokenizer inside (`edgetune bundle --tokenizer-in-graph`), run with
@@ -207,6 +199,21 @@ class ClassificationBundle(Bundle):
         # One batch, as the toolchain computed the expected outputs (`predict_proba` on all texts at once).
         return golden_mismatches(self.predict_proba([text for text, *_ in examples]), examples, self.labels,
                                  tolerance)
+
+
+def check_top_k(top_k: int, labels: list[str]) -> None:
+    if not 1 <= top_k <= len(labels):
+        raise ValueError(f"top_k must be between 1 and {len(labels)} (the number of labels), not {top_k}")
+
+
+def top_predictions(probabilities: numpy.ndarray, labels: list[str], top_k: int) -> list[list[Prediction]]:
+    """The `top_k` labels of each row of `probabilities`, most probable first (ties: the lower label index)."""
+    if top_k == 1:
+        return [[Prediction(labels[j], float(row[j]))] for row, j in zip(probabilities, probabilities.argmax(1),
+                                                                          strict=True)]
+    top = numpy.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    return [[Prediction(labels[j], float(row[j])) for j in indices]
+            for row, indices in zip(probabilities, top, strict=True)]
 
 
 def golden_mismatches(probabilities: numpy.ndarray, examples: list[tuple[str, int, float, float, dict]],

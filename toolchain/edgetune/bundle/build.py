@@ -87,7 +87,7 @@ def build_bundle(source_dir: str | Path, output_dir: str | Path, config: BundleC
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
         if config.zip:
-            _write_zip(staging, zip_path, output_dir.name)
+            write_bundle_zip(staging, zip_path, output_dir.name)
         else:
             set_aside()  # last, so that a failure above leaves the previous bundle and its zip together
     return BundleResult(output_dir, zip_path if config.zip else None, manifest)
@@ -195,7 +195,7 @@ def _convert_to_ort(staging: Path) -> None:
             shutil.copyfile(configs[0], staging / "required_operators.config")
 
 
-def _write_zip(staging: Path, zip_path: Path, folder: str) -> None:
+def write_bundle_zip(staging: Path, zip_path: Path, folder: str) -> None:
     import zipfile
 
     with atomic_path(zip_path) as temporary, \

@@ -21,7 +21,7 @@ from edgetune_runtime.targets import TARGETS
 
 def record_verified_targets(bundle_dir: str | Path, targets: list[str]) -> list[str]:
     """Add `targets` to the bundle's `verified_targets`; returns the new list. Call only after they verified."""
-    from edgetune.bundle.build import _write_zip
+    from edgetune.bundle.build import write_bundle_zip
     from edgetune.bundle.zip_path import zip_path_for
 
     bundle_dir = Path(bundle_dir)
@@ -38,7 +38,7 @@ def record_verified_targets(bundle_dir: str | Path, targets: list[str]) -> list[
     write_text_atomic(bundle_dir / MANIFEST_FILE, json.dumps(sealed, indent=2, ensure_ascii=False) + "\n")
     zip_path = zip_path_for(bundle_dir)
     if zip_path.is_file():
-        _write_zip(bundle_dir, zip_path, bundle_dir.name)
+        write_bundle_zip(bundle_dir, zip_path, bundle_dir.name)
     return recorded
 
 

@@ -190,7 +190,7 @@ def _row(evaluation: VariantEvaluation, reference: VariantEvaluation, config: Qu
         "classes_losing_over_2_points": losers,
         "speedup_vs_fp32": round(reference.p50_ms / evaluation.p50_ms, 3) if evaluation.p50_ms else None,
         "class_f1_within_budget": _class_f1_within_budget(worst_change, config),
-        "within_budget": drop_points <= config.max_accuracy_drop and _class_f1_within_budget(worst_change, config),
+        "within_budget": _within_budget(drop_points, worst_change, config),
         "slower_than_fp32": evaluation.p50_ms > reference.p50_ms and evaluation.name != "fp32",
     }
 
@@ -215,8 +215,12 @@ def _score_on_target(target: str, built: dict, rows: dict[str, dict], task: Task
         rows[name] |= {"target": target, "emulated": True, "target_texts": count,
                        "target_accuracy": evaluation.accuracy, "target_accuracy_drop_points": drop,
                        "target_worst_class_f1_change_points": worst,
-                       "within_budget": rows[name]["within_budget"] and drop <= config.max_accuracy_drop
-                       and _class_f1_within_budget(worst, config)}
+                       "within_budget": rows[name]["within_budget"] and _within_budget(drop, worst, config)}
+
+
+def _within_budget(drop_points: float, worst_change_points: float, config: QuantizeConfig) -> bool:
+    """Whether a variant's accuracy drop and its worst class's F1 change against fp32 fit both budgets."""
+    return drop_points <= config.max_accuracy_drop and _class_f1_within_budget(worst_change_points, config)
 
 
 def _class_f1_within_budget(worst_change_points: float, config: QuantizeConfig) -> bool:
@@ -301,9 +305,8 @@ def _rescue_with_exclusions(built, reference, config, fp32_path, scratch_dir, ca
     groups = _sensitive_node_groups(fp32_path)
 
     def within_budget(evaluation: VariantEvaluation) -> bool:
-        changes = evaluation.per_class_f1_change(reference)
-        return (100 * (reference.accuracy - evaluation.accuracy) <= config.max_accuracy_drop
-                and _class_f1_within_budget(min(changes.values()) if changes else 0.0, config))
+        return _within_budget(100 * (reference.accuracy - evaluation.accuracy),
+                              min(evaluation.per_class_f1_change(reference).values(), default=0.0), config)
 
     for spec, _, evaluation in list(built.values()):
         if spec.kind not in ("dynamic", "static"):

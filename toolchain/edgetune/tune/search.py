@@ -192,27 +192,19 @@ def _objective(trial, study, data_config: DataConfig, config: TuneConfig, run_di
     def on_epoch(epoch: int, value: float) -> None:
         epochs.append(value)
         trial.set_user_attr(EPOCH_ATTR, epochs)
-        if not config.pruning or epoch <= config.prune_after_epochs:
-            if config.mode == "single":
-                trial.report(value, epoch)
-            return
+        may_prune = config.pruning and epoch > config.prune_after_epochs
         if config.mode == "single":
             trial.report(value, epoch)
-            if trial.should_prune():
+            if may_prune and trial.should_prune():
                 raise optuna.TrialPruned(f"validation {config.objective} {value:.4f} at epoch {epoch}: below the "
                                          "median of earlier trials")
-            return
-        reason = hopeless(study, epoch, value, config)
-        if reason:
+        elif may_prune and (reason := hopeless(study, epoch, value, config)):
             raise optuna.TrialPruned(reason)
 
     started = time.perf_counter()
     try:
         outcome = run_trial(data_config, config, params, trial_dir, on_epoch)
-    except optuna.TrialPruned:
-        _remove_trial_dir(trial_dir, config)
-        raise
-    except EdgetuneError:
+    except (optuna.TrialPruned, EdgetuneError):
         _remove_trial_dir(trial_dir, config)
         raise
     trial.set_user_attr(OUTCOME_ATTR, asdict(outcome))
@@ -308,8 +300,8 @@ def format_trial_line(trial, config: TuneConfig) -> str:
     params = " ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
     seconds = f"{_duration_s(trial):.0f}s"
     if outcome:
-        metric = outcome["accuracy"] if config.objective == "accuracy" else outcome["macro_f1"]
-        return (f"trial {trial.number:>3} {trial.state.name.lower():<8} {config.objective} {metric:.2%}  "
+        return (f"trial {trial.number:>3} {trial.state.name.lower():<8} {config.objective} "
+                f"{outcome[config.objective]:.2%}  "
                 f"p50 {outcome['p50_ms']:.3f} ms  {outcome['size_mb']:.1f} MB  {seconds:>6}  {params}  "
                 f"(pid {os.getpid()})")
     epochs = trial.user_attrs.get(EPOCH_ATTR, [])

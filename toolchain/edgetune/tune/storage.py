@@ -12,6 +12,7 @@ heartbeat to go stale (journal files, which keep no heartbeat, rely on this alon
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 import warnings
@@ -85,15 +86,12 @@ def without_password(url: str) -> str:
 
 
 def mark_owner(trial) -> None:
-    """Record which process runs `trial`, so a restart on this host can tell whether it is still alive."""
+    """Record which process runs `trial`, so a restart on this host can tell whether it is still alive.
+
+    System attributes (`_trial_id` is the storage's key for the trial; Optuna 4 dropped the public setter), so
+    the record stays out of the user attributes a person reads in the trial table."""
     trial.storage.set_trial_system_attr(trial._trial_id, HOST_ATTR, socket.gethostname())
-    trial.storage.set_trial_system_attr(trial._trial_id, PID_ATTR, _own_pid())
-
-
-def _own_pid() -> int:
-    import os
-
-    return os.getpid()
+    trial.storage.set_trial_system_attr(trial._trial_id, PID_ATTR, os.getpid())
 
 
 def recover_dead_trials(study) -> list[int]:
@@ -106,9 +104,13 @@ def recover_dead_trials(study) -> list[int]:
         attrs = trial.system_attrs
         if attrs.get(HOST_ATTR) != host or PID_ATTR not in attrs or process_exists(int(attrs[PID_ATTR])):
             continue
-        if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study._storage.get_trial(trial._trial_id))
-            recovered.append(trial.number)
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another worker failed (or finished) it first: it is theirs to retry
+            continue
+        failed = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        RetryHeartbeatStaleTrialCallback(max_retry=1)(study, failed)
+        recovered.append(trial.number)
     if recovered:
         log.info("trial %s: its process is gone (killed); marked failed, its settings queued again",
                  ", ".join(map(str, recovered)))

@@ -41,7 +41,8 @@ class TrialOutcome:
     directory: str
 
     def objective(self, name: str) -> float:
-        return self.accuracy if name == "accuracy" else self.macro_f1
+        """The metric the search maximises: `accuracy` or `macro_f1` (TuneConfig.objective), a field of this."""
+        return getattr(self, name)
 
 
 def search_data(data_config: DataConfig) -> DataConfig:
