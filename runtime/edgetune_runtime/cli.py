@@ -218,11 +218,13 @@ def verify(bundle_path: str, threads: int, inter_op_threads: int, providers: tup
     check = bundle.verify()
     if output_path:
         from edgetune_runtime.atomic_write import write_json_atomic
+        from edgetune_runtime.bench import describe_device
         from edgetune_runtime.targets import cpu_target
 
         write_json_atomic(output_path, {
             "bundle": bundle_path, "model_sha256": bundle.manifest["files"][bundle.manifest["model"]],
-            "device": machine, "target": cpu_target(machine),
+            # The bench's device record: the machine plus onnxruntime's and the runtime's versions.
+            "device": describe_device(bundle), "target": cpu_target(machine),
             "verified_targets": bundle.manifest.get("verified_targets"),
             "golden_tolerance": bundle.manifest.get("golden_tolerance"), "checked": check.checked,
             "passed": check.passed, "mismatches": check.mismatches, "command": ["edgetune-runtime", *sys.argv[1:]]})
