@@ -71,6 +71,8 @@ def test_every_variant_loads_is_smaller_than_fp32_and_is_scored(quantized):
             assert row["size_mb"] < rows["fp32"]["size_mb"], name
     assert rows["fp32"]["agreement_with_fp32"] == 1.0 and rows["fp32"]["perplexity_increase_pct"] == 0
     assert rows["int8"]["agreement_with_fp32"] > rows["int4-block32"]["agreement_with_fp32"]
+    # The same int4 weights, only the activations' precision differs.
+    assert rows["int4-block32-fp32act"]["size_mb"] == pytest.approx(rows["int4-block32"]["size_mb"], abs=0.01)
     table = format_variant_table(rows, report["chosen"])
     assert re.search(rf"^{re.escape(report['chosen'])} .*CHOSEN", table, re.MULTILINE)
 
@@ -102,6 +104,7 @@ def test_the_budget_keeps_the_fastest_decoder_within_it_and_refuses_when_none_fi
     fp32 = report["variants"]["fp32"]
     rows = _rows(report,
                  **{"int4-block32": {"perplexity": fp32["perplexity"] * 1.30, "decode_tokens_per_s": 300.0},
+                    "int4-block32-fp32act": {"perplexity": fp32["perplexity"] * 1.29, "decode_tokens_per_s": 200.0},
                     "int4-int8head": {"perplexity": fp32["perplexity"] * 1.10, "decode_tokens_per_s": 250.0},
                     "int4-block128": {"perplexity": fp32["perplexity"] * 1.50, "decode_tokens_per_s": 320.0},
                     "int8": {"perplexity": fp32["perplexity"] * 1.01, "decode_tokens_per_s": 150.0},
@@ -128,6 +131,18 @@ def test_the_budget_keeps_the_fastest_decoder_within_it_and_refuses_when_none_fi
     judge_variants({name: rows[name] for name in ("fp32", "int8")}, only_int8)
     with pytest.raises(EdgetuneError, match="no variant"):
         choose_variant({name: rows[name] for name in ("fp32", "int8")}, only_int8)
+    # A fidelity veto (quantize's intent-fidelity scorer) rules out the fastest: the next one is kept.
+    rows = _rows(report, **{"int4-block32": {"perplexity": fp32["perplexity"], "decode_tokens_per_s": 300.0,
+                                             "scorer_veto": True, "intent_fidelity": 0.7},
+                            "int4-block32-fp32act": {"perplexity": fp32["perplexity"], "decode_tokens_per_s": 200.0,
+                                                     "intent_fidelity": 0.8}},
+                 fp32={"decode_tokens_per_s": 100.0, "intent_fidelity": 0.8})
+    pair = {name: rows[name] for name in ("fp32", "int4-block32", "int4-block32-fp32act")}
+    vetoing = ChatQuantizeConfig(variants=("int4-block32", "int4-block32-fp32act"), max_quality_drop=5.0)
+    judge_variants(pair, vetoing)
+    assert choose_variant(pair, vetoing) == "int4-block32-fp32act"
+    table = format_variant_table(pair, "int4-block32-fp32act")
+    assert re.search(r"^int4-block32 .* 70\.0% .*vetoed by fidelity", table, re.MULTILINE)
     # keep names one variant; over the budget it is refused rather than shipped.
     keep = ChatQuantizeConfig(keep="int4-block128", max_quality_drop=15.0)
     rows = _rows(report, **{"int4-block128": {"perplexity": fp32["perplexity"] * 1.5}})

@@ -178,6 +178,14 @@ def test_over_long_conversations_can_be_dropped_instead(tmp_path, tiny_chat_dir,
     assert result.metrics["validation"]["loss"] > 0
 
 
+def test_the_test_split_is_scored_unless_score_test_is_off(tmp_path, tiny_chat_dir):
+    data = ChatDataConfig(train=str(_bitext(tmp_path, per_intent=6)), test_fraction=0.2)
+    scored = finetune_chat(data, _tiny_config(tiny_chat_dir, max_steps=1), tmp_path / "scored")
+    skipped = finetune_chat(data, _tiny_config(tiny_chat_dir, max_steps=1, score_test=False), tmp_path / "skipped")
+    assert scored.metrics["test"]["loss"] > 0 and "test" not in skipped.metrics
+    assert skipped.metrics["validation"] == scored.metrics["validation"]  # same seed, same run otherwise
+
+
 def test_test_fraction_carves_a_seeded_test_split_disjoint_from_validation(tmp_path):
     train = _bitext(tmp_path, per_intent=6)
     first = load_chat_data(ChatDataConfig(train=str(train), test_fraction=0.2, validation_fraction=0.2))

@@ -128,7 +128,7 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
             log.warning("\n%s", format_variant_table(rows, None))  # a refusal still shows the whole table
             raise
         report = {"chosen": chosen, "reason": _reason(rows[chosen], config), "variants": rows, "failed": failures,
-                  "budget": f"perplexity increase over fp32 <= {config.max_quality_drop}%",
+                  "budget": _budget(config),
                   "scored_conversations": len(conversations), "timed_prompts": len(timing_prompts),
                   "config": config_to_dict(config)}
         with atomic_directory(output_dir, overwrite=force) as staging:
@@ -255,21 +255,32 @@ def choose_variant(rows: dict[str, dict], config: ChatQuantizeConfig) -> str:
     return min(tied, key=lambda name: (rows[name]["perplexity"], rows[name]["size_mb"]))
 
 
+def _budget(config: ChatQuantizeConfig) -> str:
+    budget = f"perplexity increase over fp32 <= {config.max_quality_drop}%"
+    if config.fidelity_prompts and config.max_fidelity_drop is not None:
+        budget += (f", intent fidelity drop against fp32 <= {config.max_fidelity_drop} points "
+                   f"({config.fidelity_prompts} prompts)")
+    return budget
+
+
 def _reason(row: dict, config: ChatQuantizeConfig) -> str:
-    return (f"fastest decoder within a {config.max_quality_drop}% perplexity increase over fp32 (ties within "
+    return (f"fastest decoder within the budget ({_budget(config)}; ties within "
             f"{LATENCY_TIE_FRACTION:.0%} go to the lower perplexity): {row['decode_tokens_per_s']} tokens/s "
             f"({row['decode_speedup_vs_fp32']}x fp32), perplexity +{row['perplexity_increase_pct']}%, "
             f"{row['size_mb']} MB")
 
 
 def format_variant_table(rows: dict[str, dict], chosen: str | None) -> str:
-    header = (f"{'variant':<16}{'MB':>9}{'ppl':>10}{'Δppl %':>9}{'agree':>8}{'tok/s':>9}{'1st ms':>9}"
-              f"{'speedup':>9}  note")
+    with_fidelity = any("intent_fidelity" in row for row in rows.values())
+    header = (f"{'variant':<21}{'MB':>9}{'ppl':>10}{'Δppl %':>9}{'agree':>8}{'fidelity' if with_fidelity else '':>9}"
+              f"{'tok/s':>9}{'1st ms':>9}{'speedup':>9}  note")
     lines = [header]
     for name, row in sorted(rows.items(), key=lambda item: -item[1]["decode_tokens_per_s"]):
-        note = [text for flag, text in ((name == chosen, "CHOSEN"), (not row["within_budget"], "over budget"),
+        note = [text for flag, text in ((name == chosen, "CHOSEN"), (row.get("scorer_veto"), "vetoed by fidelity"),
+                                        (not row["within_budget"] and not row.get("scorer_veto"), "over budget"),
                                         (row["slower_than_fp32"], "slower than fp32")) if flag]
-        lines.append(f"{name:<16}{row['size_mb']:>9.1f}{row['perplexity']:>10.3f}{row['perplexity_increase_pct']:>9.2f}"
-                     f"{row['agreement_with_fp32']:>8.1%}{row['decode_tokens_per_s']:>9.1f}{row['first_token_ms']:>9.1f}"
-                     f"{row['decode_speedup_vs_fp32']:>8.2f}x  {', '.join(note)}")
+        fidelity = f"{row['intent_fidelity']:>9.1%}" if "intent_fidelity" in row else f"{'':>9}"
+        lines.append(f"{name:<21}{row['size_mb']:>9.1f}{row['perplexity']:>10.3f}{row['perplexity_increase_pct']:>9.2f}"
+                     f"{row['agreement_with_fp32']:>8.1%}{fidelity}{row['decode_tokens_per_s']:>9.1f}"
+                     f"{row['first_token_ms']:>9.1f}{row['decode_speedup_vs_fp32']:>8.2f}x  {', '.join(note)}")
     return "\n".join(lines)

@@ -137,7 +137,7 @@ def _finetune_chat_locked(data_config: ChatDataConfig, config: ChatFinetuneConfi
     best_evaluation = next((entry for entry in trainer.state.log_history
                             if entry.get("step") == best_step and "eval_loss" in entry), None)
     metrics = {"validation": loss_metrics(best_evaluation or trainer.evaluate())}
-    if "test" in splits:
+    if "test" in splits and config.score_test:
         # Its own prefix, so the training curves' eval_loss stays the validation loss.
         metrics["test"] = loss_metrics(trainer.evaluate(_sft_dataset(splits["test"]), metric_key_prefix="test"),
                                        "test")

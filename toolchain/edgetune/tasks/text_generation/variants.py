@@ -33,6 +33,13 @@ CHAT_VARIANTS: dict[str, ChatVariant] = {variant.name: variant for variant in (
     # Tried on base SmolLM2 (16 Bitext validation answers, fp32 7.34) and left out: asymmetric uint4 in 32-blocks
     # (the GGUF's own Q4_1 layout) 10.12 (+38%), worse than symmetric's 9.71 (+32%); 16-blocks 9.51 (+30%) at
     # 125 MB against 104 MB. The int4 loss is the weights being rounded to 4 bits a second time (NOTES).
+    # Level 4's int8 activations move greedy answers even when the weights are exact: on a quant_aware
+    # int4-block32 model, 2 of 12 Bitext answers (96 tokens) equalled PyTorch's at level 4, 12 of 12 with fp32
+    # activations, at 61 against 90 tokens/s (benchmarks/chat_int4_activations.py). Neither half alone
+    # (level 1 only in the lm_head, or only outside it) fixed it: 4 and 5 of 16. Same file, same size.
+    ChatVariant("int4-block32-fp32act", "int4-block32's weights with fp32 activations (accuracy level 1): a "
+                "quant_aware model answers as its fp32 model does, at ~0.7x int4-block32's decode speed",
+                "builder", {**INT4_BUILDER_OPTIONS, "int4_block_size": 32, "int4_accuracy_level": 1}),
     ChatVariant("int4-block128", "builder int4, 128-weight blocks: smaller, usually worse (NOTES: 9.60 ppl vs 8.02)",
                 "builder", {**INT4_BUILDER_OPTIONS, "int4_block_size": 128}),
     # k_quant_last over rtn_last: SmolLM2 perplexity 9.25 against 9.65 (agreement 74.4% against 71.8%). With
