@@ -43,7 +43,8 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     stages["export"] |= {"context_length": 512, "parity_prompts": 2, "parity_new_tokens": 8}
     # Random tiny weights make any quality budget arbitrary: a wide one keeps the named variant.
     stages["int4"] |= {"auto": False, "variants": ["int4-block32"], "keep": "int4-block32",
-                       "max_quality_drop": 1000.0, "score_prompts": 3, "fidelity_prompts": 0, "timing_prompts": 1, "timing_new_tokens": 4}
+                       "max_quality_drop": 1000.0, "score_prompts": 3, "fidelity_prompts": 0, "timing_prompts": 1,
+                       "timing_new_tokens": 4}
     stages["bundle"] |= {"context_length": 512, "golden_examples": 2}
     stages["bench"] |= {"threads": [1], "new_tokens": 4, "prompts_per_length": 1, "quality_rows": 2, "cold_starts": 0}
     stages["evaluate"] |= {"base": str(tiny_chat_dir), "max_new_tokens": 8, "judge_model": str(tiny_bert_dir),
