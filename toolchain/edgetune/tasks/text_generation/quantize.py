@@ -264,8 +264,12 @@ def _budget(config: ChatQuantizeConfig) -> str:
 
 
 def _reason(row: dict, config: ChatQuantizeConfig) -> str:
-    return (f"fastest decoder within the budget ({_budget(config)}; ties within "
-            f"{LATENCY_TIE_FRACTION:.0%} go to the lower perplexity): {row['decode_tokens_per_s']} tokens/s "
+    if config.keep and not config.auto:
+        why = f"kept as asked (keep: {config.keep}), within the budget ({_budget(config)})"
+    else:
+        why = (f"fastest decoder within the budget ({_budget(config)}; ties within "
+               f"{LATENCY_TIE_FRACTION:.0%} go to the lower perplexity)")
+    return (f"{why}: {row['decode_tokens_per_s']} tokens/s "
             f"({row['decode_speedup_vs_fp32']}x fp32), perplexity +{row['perplexity_increase_pct']}%, "
             f"{row['size_mb']} MB")
 
