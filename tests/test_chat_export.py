@@ -64,6 +64,7 @@ def test_fp32_export_passes_the_greedy_gate_and_writes_the_contract(chat_export,
     assert (manifest["stage"], manifest["task"], manifest["variant"]) == ("export", "text-generation", "fp32")
     assert manifest["source_model"] == str(tiny_chat_dir.resolve())
     assert manifest["source_model_manifest_sha256"] == manifest_sha256(tiny_chat_dir)
+    assert manifest["base_model"] == {"name": tiny_chat_dir.resolve().name}  # no edgetune manifest: the directory
     assert manifest["metrics"]["parity"]["passed"] and manifest["metrics"]["perplexity"] > 1
     genai = json.loads((output / "genai_config.json").read_text())
     assert genai["model"]["context_length"] == genai["search"]["max_length"] == CONTEXT

@@ -16,6 +16,7 @@ import yaml
 from conftest import BITEXT
 from edgetune.recipes.load import load_recipe
 from edgetune.recipes.runner import run_recipe
+from edgetune.stage_manifest import read_stage_manifest
 from edgetune_runtime.bundle import Bundle
 
 pytestmark = [pytest.mark.skipif(not BITEXT.is_file(), reason="shared Bitext data not present"), pytest.mark.slow]
@@ -60,6 +61,11 @@ def test_the_support_chat_recipe_runs_whole_on_a_tiny_model(tmp_path, tiny_chat_
     bundle = Bundle.load(result.run_dir / "latest" / "bundle")
     assert bundle.manifest["task"] == "text-generation"
     assert bundle.verify().passed
+    # The card names the pretrained model it was fine-tuned from, not the run's stage directory.
+    base_model = read_stage_manifest(result.run_dir / "latest" / "finetune")["base_model"]
+    assert bundle.manifest["provenance"]["base_model"] == base_model
+    card_title = (result.run_dir / "latest" / "bundle" / "README.md").read_text().splitlines()[0]
+    assert card_title == f"# {base_model['name']} — text-generation bundle" and "stages" not in card_title
     scores = json.loads((result.run_dir / "report.json").read_text())["evaluation"]
     assert list(scores["models"]) == ["base", "finetuned-fp32", "finetuned-int4-block32"]
     assert scores["prompts"] == 6  # the recipe's two held-out test prompts per intent

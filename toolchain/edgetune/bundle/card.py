@@ -35,8 +35,7 @@ def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str, m
         "",
         "## Provenance",
         "",
-        f"- base model: {provenance.get('base_model', {}).get('name')} "
-        f"(weights sha256 {provenance.get('base_model', {}).get('weights_sha256')})",
+        f"- base model: {_base_model(provenance.get('base_model') or {})}",
         f"- data fingerprint: {provenance.get('data_fingerprint')}",
         f"- toolchain: edgetune {provenance.get('edgetune_version')}",
         f"- command: `{provenance.get('command')}`",
@@ -52,3 +51,12 @@ def model_card(manifest: dict, variants: dict[str, dict] | None, summary: str, m
         "",
     ]
     return "\n".join(lines)
+
+
+def _base_model(base: dict) -> str:
+    described = str(base.get("name", "unknown"))
+    if base.get("source"):
+        described += f" ({base['source']})"
+    if base.get("weights_sha256"):
+        described += f", weights sha256 {base['weights_sha256']}"
+    return described

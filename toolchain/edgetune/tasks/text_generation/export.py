@@ -158,6 +158,9 @@ def chat_artifact_record(model_dir: Path, source_manifest: dict, context_length:
     return {
         "source_model": str(model_dir.resolve()),
         "source_model_manifest_sha256": manifest_sha256(model_dir),
+        # The pretrained model it was fine-tuned from (the bundle's model card names it), or, for a model
+        # directory edgetune did not write, the directory itself.
+        "base_model": source_manifest.get("base_model") or {"name": model_dir.resolve().name},
         "data": data,
         "system_prompt": source_manifest.get("system_prompt", recorded_prompt),
         "max_length": source_manifest.get("max_length"),

@@ -138,6 +138,7 @@ def quantize_chat(onnx_dir: str | Path, output_dir: str | Path, config: ChatQuan
                 "variant": chosen,
                 "source_model": manifest["source_model"],
                 "source_model_manifest_sha256": manifest.get("source_model_manifest_sha256"),
+                "base_model": manifest.get("base_model"),
                 # Not `source`: the bundle reads a chat artifact's data and metrics at the top level.
                 "source_export": {"path": str(onnx_dir.resolve()), "manifest_sha256": manifest_sha256(onnx_dir)},
                 "data": manifest.get("data"),
