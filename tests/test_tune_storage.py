@@ -52,7 +52,10 @@ def test_sigkill_mid_trial_resumes_keeping_finished_trials(tmp_path, tiny_bert_d
         def a_later_trial_training() -> bool:
             if not (run_dir / "study.db").exists():
                 return False
-            found = states(load(run_dir))
+            try:
+                found = states(load(run_dir))
+            except KeyError:  # the file is there, the study not yet: the worker is between the two
+                return False
             running = [number for number, state in found.items() if state == "RUNNING"]
             return found.get(0) == "COMPLETE" and len(running) == 1 and running[0] < 2 \
                 and (run_dir / "trials" / f"{running[0]:04d}").is_dir()
