@@ -8,7 +8,7 @@ import pytest
 from emulation import emulation_unavailable
 
 from edgetune.quantize.config import QuantizeConfig
-from edgetune.quantize.run import _choose, _reason, quantize
+from edgetune.quantize.run import _choose, _reason, format_quantize_table, quantize
 from edgetune.quantize.target import EMULATED_TARGETS, TARGET_CHOICES, emulated_target
 from edgetune_runtime.device import describe_machine
 from edgetune_runtime.targets import cpu_target
@@ -40,6 +40,16 @@ def test_on_an_emulated_target_accuracy_there_decides_then_size_never_latency():
                    emulated=True) == "fp32"
     reason = _reason(rows, "dynamic-int8", config)
     assert "emulated arm64" in reason and "Latency under emulation is the emulator's" in reason
+
+
+def test_the_table_gives_each_variants_accuracy_on_the_target_beside_the_hosts():
+    host = {"accuracy": 0.92, "accuracy_drop_points": 0.0, "macro_f1": 0.92, "worst_class_f1_change_points": 0.0,
+            "speedup_vs_fp32": 1.0, "p90_ms": 2.0, "classes_losing_over_2_points": []}
+    rows = {"fp32": host | _row(0.0, 86.0, 4.0),
+            "dynamic-int8": host | _row(0.67, 22.0, 1.0, False) | {"classes_losing_over_2_points": ["card_arrival"]}}
+    table = format_quantize_table(rows, "fp32")
+    assert "emulated arm64: 90.00% (+0.00 pt)" in table  # no drop is not a negative zero
+    assert "1 class loses >2 F1 pt, emulated arm64: 89.33% (-0.67 pt)" in table
 
 
 @pytest.mark.slow

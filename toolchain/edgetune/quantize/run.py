@@ -379,11 +379,13 @@ def format_quantize_table(rows: dict[str, dict], chosen: str) -> str:
             note.append("over budget")
         if row["slower_than_fp32"]:
             note.append("slower than fp32")
-        if row["classes_losing_over_2_points"]:
-            note.append(f"{len(row['classes_losing_over_2_points'])} classes lose >2 F1 pt")
+        losing = len(row["classes_losing_over_2_points"])
+        if losing:
+            note.append(f"{losing} {'class loses' if losing == 1 else 'classes lose'} >2 F1 pt")
         if "target_accuracy" in row:
+            # 0.0 - drop, not -drop: no drop reads "+0.00", not "-0.00".
             note.append(f"emulated {row['target']}: {row['target_accuracy']:.2%} "
-                        f"({-row['target_accuracy_drop_points']:+.2f} pt)")
+                        f"({0.0 - row['target_accuracy_drop_points']:+.2f} pt)")
         lines.append(f"{name:<44}{row['accuracy']:>8.2%}{row['accuracy_drop_points']:>9.2f}{row['macro_f1']:>9.4f}"
                      f"{row['worst_class_f1_change_points']:>10.2f}{row['size_mb']:>8.1f}{row['p50_ms']:>9.3f}"
                      f"{row['p90_ms']:>9.3f}{row['speedup_vs_fp32']:>7.2f}x  {', '.join(note)}")
