@@ -43,6 +43,8 @@ def quantized(tmp_path_factory, tiny_export_dir):
 def test_every_variant_is_built_and_evaluated(quantized):
     _, report = quantized
     assert not report["failed"], report["failed"]
+    # A report names the machine its numbers hold for, and the command that made it.
+    assert report["machine"]["cpu_model"] and report["machine"]["isa_flags"] and report["command"]
     assert set(report["variants"]) == {"fp32", "fp16", *EXPECTED_OPS}
     for row in report["variants"].values():
         assert 0 <= row["accuracy"] <= 1 and row["p50_ms"] > 0 and row["size_mb"] > 0

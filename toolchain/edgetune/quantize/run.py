@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from edgetune.quantize.variants import VARIANTS, VariantSpec
 from edgetune.scratch import scratch_directory
 from edgetune.stage_manifest import MANIFEST, manifest_sha256, write_stage_manifest
 from edgetune.tasks import HeldOutText, Task
+from edgetune_runtime.device import describe_machine
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,9 @@ def quantize(export_dir: str | Path, output_dir: str | Path, config: QuantizeCon
             for name, path in ((chosen, chosen_path), ("fp32", built["fp32"][1])):
                 rows[name]["test"] = _test_metrics(task, path, tokenizer, test_split, manifest, tuning)
         report = {"chosen": chosen, "reason": _reason(rows, chosen, config), "variants": rows,
-                  "failed": failures, "evaluated_on": validation.source, "config": config_to_dict(config)}
+                  "failed": failures, "evaluated_on": validation.source, "config": config_to_dict(config),
+                  # Its latencies (and, with --target, its accuracies) hold for this machine and this command only.
+                  "machine": describe_machine(), "command": " ".join(sys.argv)}
         with atomic_directory(output_dir, overwrite=force) as staging:
             shutil.copy2(chosen_path, staging / MODEL_FILE)
             for path in export_dir.iterdir():
