@@ -80,11 +80,16 @@ def test_distillation_settings_need_a_teacher_and_reach_the_distill_config(tmp_p
 
     config = build({"teacher": str(tmp_path), "trials": 2,
                     "space": {"temperature": {"type": "float", "low": 1.0, "high": 4.0},
-                              "alpha": {"type": "float", "low": 0.2, "high": 0.8}}})
-    trained = trial_training_config(config, {"temperature": 3.0, "alpha": 0.7})
+                              "alpha": {"type": "float", "low": 0.2, "high": 0.8},
+                              "augment_copies": {"type": "int", "low": 0, "high": 2}}})
+    trained = trial_training_config(config, {"temperature": 3.0, "alpha": 0.7, "augment_copies": 2})
     assert isinstance(trained, DistillConfig) and trained.temperature == 3.0 and trained.alpha == 0.7
+    assert trained.augment_copies == 2
     with pytest.raises(ConfigError, match=r"tune.space.alpha: 1.5 is refused by training: distill.alpha"):
         build({"teacher": str(tmp_path), "trials": 2, "space": {"alpha": {"type": "float", "low": 0.2, "high": 1.5}}})
+    with pytest.raises(ConfigError, match=r"tune.space.augment_copies: -1 is refused by training: distill.augment"):
+        build({"teacher": str(tmp_path), "trials": 2,
+               "space": {"augment_copies": {"type": "int", "low": -1, "high": 1}}})
 
 
 @pytest.mark.parametrize(("text", "kind", "value", "unit"), [

@@ -16,14 +16,15 @@ from edgetune.configuration import setting
 from edgetune.errors import ConfigError
 
 # The settings a trial may change, by recipe key, and the Python type each takes. Student settings are
-# the fine-tuning config's keys (under distillation they apply to the student); the last three belong to
-# distillation and need a teacher.
+# the fine-tuning config's keys (under distillation they apply to the student); DISTILLATION_PARAMETERS belong
+# to distillation and need a teacher.
 TRAINING_PARAMETERS: dict[str, type] = {
     "learning_rate": float, "epochs": float, "warmup_ratio": float, "label_smoothing": float,
     "weight_decay": float, "batch_size": int, "max_length": int, "num_layers": int, "layers": tuple,
     "method": str, "lr_scheduler": str, "lora.r": int, "lora.alpha": int, "lora.dropout": float,
 }
-DISTILLATION_PARAMETERS: dict[str, type] = {"temperature": float, "alpha": float, "hidden_weight": float}
+DISTILLATION_PARAMETERS: dict[str, type] = {"temperature": float, "alpha": float, "hidden_weight": float,
+                                             "augment_copies": int, "augment_probability": float}
 SEARCHABLE = {**TRAINING_PARAMETERS, **DISTILLATION_PARAMETERS}
 Choice = bool | int | float | str
 
