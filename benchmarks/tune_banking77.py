@@ -34,6 +34,7 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_quantize_banking77 import _optimum_by_hand  # noqa: E402
+from plot_tune import plot_result  # noqa: E402
 
 from environment import cpu_times, run_context, steal_fraction  # noqa: E402
 
@@ -233,6 +234,7 @@ def main(run_dir: str, trials: int, budget_s: float | None, epochs: float, teach
     } | run_context()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot_result(RESULTS / f"{name}.json")
     print(f"\n{'graph':<40}{'acc':>8}{'macro-F1':>10}{'MB':>7}{'p50 ms':>9}{'p90 ms':>9}")
     for key, row in rows.items():
         print(f"{key:<40}{row['accuracy']:>8.2%}{row['macro_f1']:>10.4f}{row['size_mb']:>7.1f}"
