@@ -54,7 +54,38 @@ def export_table() -> str:
     return "\n".join(lines)
 
 
+def tune_table(name: str = "tune_banking77_mpnet") -> str:
+    """The front's int8 models, the default recipe's and the peers', with speed as a ratio to the faster peer."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return ""
+    run = json.loads(path.read_text())
+    params = {f"tune trial {trial['number']}": trial["params"] for trial in run["trials"]}
+    params["default recipe (trial 0)"] = run["trials"][0]["params"]
+    peers = [row for key, row in run["rows"].items() if key.startswith(("optimum", "olive"))]
+    fastest_peer = min(row["p50_ms"] for row in peers)
+    lines = ["| model | layers | teacher alpha | augmented | test accuracy | MB | p50 ms | speed vs faster peer |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, row in sorted(run["rows"].items(), key=lambda item: item[1]["p50_ms"]):
+        drawn = params.get(key, {})
+        lines.append(f"| {key} | {drawn.get('num_layers', 6)} | {_cell(drawn.get('alpha'), '.2f')} | "
+                     f"{_cell(drawn.get('augment_copies'))} | {row['accuracy']:.2%} | {row['size_mb']:.1f} | "
+                     f"{row['p50_ms']:.3f} | {fastest_peer / row['p50_ms']:.2f}x |")
+    budget = run["budget"]
+    lines.append("")
+    lines.append(f"{len(run['trials'])} trials, {budget['trial_seconds_total'] / 3600:.2f} h of trials, "
+                 f"{budget['epochs_per_trial']:g} epochs each; targets met: "
+                 + ", ".join(f"{target} {_verdict(met)}" for target, met in run["meets_targets"].items()))
+    return "\n".join(lines)
+
+
+def _cell(value, spec: str = "") -> str:
+    return "" if value is None else format(value, spec)
+
+
 if __name__ == "__main__":
     print(finetune_table())
     print()
     print(export_table())
+    print()
+    print(tune_table())

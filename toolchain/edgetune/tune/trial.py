@@ -78,9 +78,11 @@ def run_trial(data_config: DataConfig, config: TuneConfig, params: dict[str, Any
         trained = finetune(data_config, training, model_dir, force=True, extra_callbacks=callbacks)
     # Parity on fewer texts than a release export: a trial only needs a correct graph, and time is the budget.
     export_onnx(model_dir, onnx_dir, ExportConfig(parity_texts=64), force=True)
+    # No accuracy budget: the trial's objective is the int8 graph's own validation metric, so what int8 costs
+    # is measured and ranked, not refused (a 0.6-point drop failed the default trial of the Banking77 search).
     report = quantize(onnx_dir, int8_dir, QuantizeConfig(variants=(INT8_VARIANT,), keep=INT8_VARIANT,
-                                                         latency_texts=20, calibration_samples=1,
-                                                         threads=config.threads), force=True)
+                                                         max_accuracy_drop=100.0, latency_texts=20,
+                                                         calibration_samples=1, threads=config.threads), force=True)
     shutil.rmtree(onnx_dir, ignore_errors=True)  # the int8 graph is what ships; the fp32 one is 4x its size
     build_bundle(int8_dir, bundle_dir, BundleConfig(golden_examples=4), force=True)
     p50_ms, p90_ms = time_bundle(bundle_dir, data_config, config)
