@@ -3,8 +3,9 @@ and the two paths a user takes instead on the default model, Optimum by hand and
 
 1. The search: all-MiniLM-L6-v2 students (every layer, or num_layers of them), learning rate, warm-up,
    label smoothing and max length searched; with --teacher (a fine-tuned all-mpnet-base-v2, whose logits
-   are computed once and cached) temperature and alpha too. The default recipe's settings are queued as
-   the study's first trial, so the default point is measured by the same pipeline, in the same run.
+   are computed once and cached) temperature, alpha (0 = no teacher) and augmented copies too. The default
+   recipe's settings are queued as the study's first trial, so the default point is measured by the same
+   pipeline, in the same run; with a teacher, two distilled seeds follow (5 and 3 layers), then NSGA-II.
 2. The peers, on the default trial's model: `optimum-cli export onnx` + `optimum-cli onnxruntime quantize
    --avx512_vnni`, and `olive run` (OnnxConversion -> OrtTransformersOptimization -> OnnxDynamicQuantization)
    from its own virtual environment (--olive-python; skipped, and said so, without one).
