@@ -21,7 +21,9 @@ def three_trial_study(tmp_path_factory, tiny_bert_dir, small_banking77):
     run_dir = tmp_path_factory.mktemp("tune") / "run"
     # A test split that does not exist: reading it anywhere in the search would fail the run.
     unread_test = run_dir.parent / "never-read-test.csv"
-    config = build_config(TuneConfig, tiny_tune_values(tiny_bert_dir, 3, pick="most-accurate"), "tune")
+    values = tiny_tune_values(tiny_bert_dir, 3, pick="most-accurate")
+    values["space"]["int8_variant"] = {"type": "categorical", "choices": ["dynamic-int8", "dynamic-int8-per-channel"]}
+    config = build_config(TuneConfig, values, "tune")
     result = tune(DataConfig(train=str(small_banking77["train"]), test=str(unread_test)), config, run_dir)
     return result, run_dir, unread_test
 
@@ -31,7 +33,7 @@ def test_three_trials_measured_and_the_front_written(three_trial_study):
     assert [row["state"] for row in result.trials] == ["complete"] * 3
     for row in result.trials:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["p50_ms"] > 0 and row["size_mb"] > 0
-        assert set(row["params"]) == {"learning_rate", "label_smoothing"}
+        assert set(row["params"]) == {"learning_rate", "label_smoothing", "int8_variant"}
         assert 1e-3 <= row["params"]["learning_rate"] <= 5e-3
     assert any(row["on_front"] for row in result.trials)
     recorded = json.loads((run_dir / "trials.json").read_text())
@@ -51,6 +53,10 @@ def test_the_chosen_bundle_loads_and_predicts_in_the_runtime(three_trial_study):
     assert bundle.predict(["I lost my card"])[0][0].label in bundle.labels
     manifest = json.loads((result.files["int8"] / "edgetune.json").read_text())
     assert manifest["stage"] == "quantize"
+    # the int8 graph is the variant the chosen trial drew, not a fixed one
+    report = json.loads((result.files["int8"] / "quantize_report.json").read_text())
+    assert report["chosen"] == result.chosen["params"]["int8_variant"]
+    assert set(report["variants"]) == {"fp32", report["chosen"]}
 
 
 def test_the_test_split_is_never_read(three_trial_study):

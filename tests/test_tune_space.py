@@ -41,6 +41,10 @@ def lr(**fields) -> dict:
     ({"space": {"layers": {"type": "categorical", "choices": ["0,1"]},
                 "num_layers": {"type": "int", "low": 1, "high": 2}}}, "tune.space.layers: search layers or num_layers"),
     ({"space": {"layers": {"type": "categorical", "choices": ["0,x"]}}}, "tune.space.layers: '0,x' is refused"),
+    ({"space": {"int8_variant": {"type": "categorical", "choices": ["dynamic-int8", "static-qdq-minmax"]}}},
+     "tune.space.int8_variant: 'static-qdq-minmax' is not a dynamic int8 variant; choose from dynamic-int8,"),
+    ({"space": {"int8_variant": {"type": "int", "low": 0, "high": 1}}},
+     "tune.space.int8_variant: int8_variant takes named values"),
     ({"pick": "fastest 3"}, "tune.pick: 'fastest 3' is not a rule"),
     ({"mode": "single"}, "tune.mode: single needs a constraint"),
     ({"max_latency_ms": 2.0}, "tune.max_latency_ms: constraints belong to mode single"),
@@ -72,6 +76,15 @@ def test_trial_config_applies_drawn_values_through_the_training_config():
                               "lora.r": {"type": "int", "low": 2, "high": 8}}, "trials": 2})
     trained = trial_training_config(config, {"layers": "2,0", "lora.r": 4})
     assert trained.layers == (0, 2) and trained.lora.r == 4 and trained.num_layers is None
+
+
+def test_int8_variant_is_a_quantisation_choice_not_a_training_setting():
+    from edgetune.tune.trial_config import trial_training_config
+
+    config = build({"space": {"int8_variant": {"type": "categorical", "choices": ["dynamic-int8", "avx512_vnni"]}},
+                    "trials": 2})
+    trained = trial_training_config(config, {"int8_variant": "avx512_vnni"})
+    assert trained == trial_training_config(config, {})
 
 
 def test_distillation_settings_need_a_teacher_and_reach_the_distill_config(tmp_path):

@@ -2,7 +2,9 @@
 
 Each parameter names a training setting by its recipe key (`learning_rate`, `lora.r`, `num_layers`;
 `temperature` and `alpha` when a teacher is given) and says its type (int, float or categorical), its
-range or choices and whether it is searched on a log scale. Everything here is checked before any
+range or choices and whether it is searched on a log scale. `int8_variant` searches the int8 graph
+itself (per-tensor or per-channel weight scales, exact or tanh GELU): what int8 costs in accuracy
+differs by model, so it is searched with the training that made the model. Everything here is checked before any
 compute: unknown names, a type the setting cannot take, an empty or inverted range, a log range
 through zero, and range ends or choices the training config itself refuses.
 """
@@ -14,6 +16,7 @@ from typing import Any, Literal
 
 from edgetune.configuration import setting
 from edgetune.errors import ConfigError
+from edgetune.quantize.variants import PRESETS, VARIANTS, resolve_variant
 
 # The settings a trial may change, by recipe key, and the Python type each takes. Student settings are
 # the fine-tuning config's keys (under distillation they apply to the student); DISTILLATION_PARAMETERS belong
@@ -25,7 +28,10 @@ TRAINING_PARAMETERS: dict[str, type] = {
 }
 DISTILLATION_PARAMETERS: dict[str, type] = {"temperature": float, "alpha": float, "hidden_weight": float,
                                              "augment_copies": int, "augment_probability": float}
-SEARCHABLE = {**TRAINING_PARAMETERS, **DISTILLATION_PARAMETERS}
+# How a trial's model becomes its int8 graph: one of the dynamic int8 variants (or a preset naming one) of
+# `edgetune quantize`. Static ones need calibration texts a trial's time budget does not give them.
+QUANTIZATION_PARAMETERS: dict[str, type] = {"int8_variant": str}
+SEARCHABLE = {**TRAINING_PARAMETERS, **DISTILLATION_PARAMETERS, **QUANTIZATION_PARAMETERS}
 Choice = bool | int | float | str
 
 
@@ -97,6 +103,11 @@ DEFAULT_SPACE: dict[str, dict] = {
 }
 
 
+def dynamic_int8_variants() -> list[str]:
+    """The variants (and presets) `int8_variant` may choose: int8 graphs built without calibration."""
+    return [name for name in (*VARIANTS, *PRESETS) if VARIANTS[resolve_variant(name)].kind == "dynamic"]
+
+
 def check_space(space: dict[str, SearchParameter], has_teacher: bool) -> None:
     """Refuse parameters no trial could use; `space.<name>: ...` names the offending entry."""
     if not space:
@@ -112,5 +123,10 @@ def check_space(space: dict[str, SearchParameter], has_teacher: bool) -> None:
             raise ConfigError(f"{where}: {name} takes named values; use type categorical with choices")
         if expected is int and parameter.type == "float":
             raise ConfigError(f"{where}: {name} is a whole number; use type int (or categorical)")
+        if name in QUANTIZATION_PARAMETERS:
+            for choice in parameter.choices:
+                if choice not in dynamic_int8_variants():
+                    raise ConfigError(f"{where}: {choice!r} is not a dynamic int8 variant; choose from "
+                                      f"{', '.join(dynamic_int8_variants())}")
     if "layers" in space and "num_layers" in space:
         raise ConfigError("space.layers: search layers or num_layers, not both (they set the same thing)")

@@ -7,7 +7,7 @@ from typing import Any
 from edgetune.configuration import build_config, config_to_dict
 from edgetune.distill.config import DistillConfig
 from edgetune.finetune.config import FinetuneConfig
-from edgetune.tune.space import DISTILLATION_PARAMETERS
+from edgetune.tune.space import DISTILLATION_PARAMETERS, QUANTIZATION_PARAMETERS
 
 
 def trial_training_config(config, params: dict[str, Any]) -> FinetuneConfig | DistillConfig:
@@ -18,8 +18,8 @@ def trial_training_config(config, params: dict[str, Any]) -> FinetuneConfig | Di
     """
     student = config_to_dict(config.base)
     for name, value in params.items():
-        if name in DISTILLATION_PARAMETERS:
-            continue
+        if name in DISTILLATION_PARAMETERS or name in QUANTIZATION_PARAMETERS:
+            continue  # distillation settings are added below; the int8 variant is the trial's quantize step
         if name == "num_layers":
             student["layers"] = None  # the two name the same thing; the drawn one wins
         if name == "layers":
