@@ -211,7 +211,7 @@ def main(run_dir: str, trials: int, budget_s: float | None, max_epochs: int, tea
     optimum_int8 = _optimum_by_hand(default_dir / "model", work)
     olive_int8, olive_note = _olive(default_dir / "model", work, olive_python)
     bundle_tuning = json.loads((result.files["bundle"] / "manifest.json").read_text()).get("session", {})
-    front = [row for row in result.trials if row["on_front"]]
+    front = [row for row in result.trials if row["on_front"] and row["repeat_of"] is None]  # a repeat: same graph
     graphs = {f"tune trial {row['number']}": (Path(row["directory"]) / "int8" / "model.onnx", bundle_tuning)
               for row in front}
     graphs["default recipe (trial 0)"] = (default_dir / "int8" / "model.onnx", bundle_tuning)

@@ -90,6 +90,20 @@ def test_single_mode_records_epochs_and_respects_the_latency_constraint(tmp_path
     assert result.chosen["p50_ms"] <= 1000.0
 
 
+def test_settings_drawn_twice_are_trained_once(tmp_path, tiny_bert_dir, small_banking77):
+    from edgetune.tune.search import tune
+
+    values = tiny_tune_values(tiny_bert_dir, 2, keep_trials=True)
+    values["space"] = {"learning_rate": {"type": "categorical", "choices": [2e-3]}}  # trial 1 must draw trial 0's
+    result = tune(DataConfig(train=str(small_banking77["train"])), build_config(TuneConfig, values, "tune"),
+                  tmp_path / "run")
+    first, second = result.trials
+    assert first["repeat_of"] is None and second["repeat_of"] == 0 and second["state"] == "complete"
+    assert (second["accuracy"], second["p50_ms"], second["directory"]) == \
+        (first["accuracy"], first["p50_ms"], first["directory"])
+    assert (tmp_path / "run" / "trials" / "0000").is_dir() and not (tmp_path / "run" / "trials" / "0001").exists()
+
+
 def test_rows_file_written_is_what_trials_json_holds(three_trial_study):
     result, run_dir, _ = three_trial_study
     assert json.loads((run_dir / "trials.json").read_text())["trials"] == json.loads(json.dumps(result.trials))

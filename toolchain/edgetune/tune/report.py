@@ -17,7 +17,8 @@ def write_front_plot(rows: list[dict], path: Path, config: TuneConfig, chosen: d
     plotted = [{"name": f"#{row['number']}" + (" (chosen)" if row["number"] == chosen["number"] else ""),
                 "accuracy": row[config.objective], "p50_ms": row["p50_ms"], "size_mb": row["size_mb"],
                 "variant": "int8"}
-               for row in rows if row["state"] == "complete" and row["p50_ms"] is not None]
+               for row in rows if row["state"] == "complete" and row["p50_ms"] is not None
+               and row.get("repeat_of") is None]  # a repeat is its earlier trial's point, drawn once
     label = "accuracy" if config.objective == "accuracy" else "macro-F1"
     write_pareto_plot(plotted, path, title=f"edgetune tune {config.study}: int8 trials on this CPU",
                       latency_label=f"batch-1 p50 latency (ms, {config.threads} thread), lower is better",
@@ -36,7 +37,8 @@ def trial_table(rows: list[dict], objective: str) -> list[list[str]]:
     names = list(dict.fromkeys(name for row in rows for name in row["params"]))
     table = [["trial", "state", "front", *names, objective, "p50 ms", "p90 ms", "MB", "epochs", "seconds"]]
     for row in rows:
-        table.append([str(row["number"]), row["state"], "yes" if row["on_front"] else "",
+        state = row["state"] if row.get("repeat_of") is None else f"{row['state']} (repeat of {row['repeat_of']})"
+        table.append([str(row["number"]), state, "yes" if row["on_front"] else "",
                       *[_cell(row["params"].get(name), ".4g" if isinstance(row["params"].get(name), float) else "")
                         for name in names],
                       "" if row[objective] is None else f"{100 * row[objective]:.2f}%", _cell(row["p50_ms"], ".3f"),

@@ -1,6 +1,7 @@
 """What a finished search leaves in its run directory: every trial, the front, the chosen trial, its bundle.
 
-    trials.json     every trial: number, state, parameters, metrics, seconds, on_front; the pick and its reason
+    trials.json     every trial: number, state, parameters, metrics, seconds, on_front, repeat_of (the earlier
+                    trial whose measurements a trial drawing the same settings reused); the pick and its reason
     front.png       the metric against int8 p50 latency, marker area by size, the Pareto front ringed
     front.html      the plot and the table of every trial in one self-contained page
     model/          the chosen trial's trained model (kept from its trial, or retrained from its settings
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def trial_rows(study, config: TuneConfig) -> list[dict]:
     """Every trial of the study as a plain row; rows with an outcome get `on_front`."""
-    from edgetune.tune.search import EPOCH_ATTR, OUTCOME_ATTR, _duration_s
+    from edgetune.tune.search import EPOCH_ATTR, OUTCOME_ATTR, REPEAT_ATTR, _duration_s
 
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -39,7 +40,7 @@ def trial_rows(study, config: TuneConfig) -> list[dict]:
                      "epoch_metric": trial.user_attrs.get(EPOCH_ATTR, []),
                      "feasible": all(value <= 0 for value in trial.user_attrs.get("constraints", [0.0])),
                      "directory": outcome.get("directory"), "seconds": round(_duration_s(trial), 1),
-                     "on_front": False})
+                     "repeat_of": trial.user_attrs.get(REPEAT_ATTR), "on_front": False})
     measured = [index for index, row in enumerate(rows) if row["state"] == "complete" and row["p50_ms"] is not None]
     front = pareto_front([(rows[i][config.objective], rows[i]["p50_ms"]) for i in measured])
     for position in front:
