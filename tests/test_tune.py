@@ -102,6 +102,7 @@ def test_settings_drawn_twice_are_trained_once(tmp_path, tiny_bert_dir, small_ba
     assert (second["accuracy"], second["p50_ms"], second["directory"]) == \
         (first["accuracy"], first["p50_ms"], first["directory"])
     assert (tmp_path / "run" / "trials" / "0000").is_dir() and not (tmp_path / "run" / "trials" / "0001").exists()
+    assert "<td>complete (repeat of 0)</td>" in (tmp_path / "run" / "front.html").read_text()
 
 
 def test_rows_file_written_is_what_trials_json_holds(three_trial_study):
