@@ -65,8 +65,7 @@ MAX_LENGTH = 64
 def search_space(teacher: bool, max_epochs: int) -> dict:
     space = {
         "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True},
-        # 6 to 16 by default; early stopping on validation may end a trial sooner
-        "epochs": {"type": "int", "low": max(1, round(max_epochs * 3 / 8)), "high": max_epochs},
+        "epochs": {"type": "int", "low": max(1, round(max_epochs * 3 / 8)), "high": max_epochs},  # 6-16 by default
         "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.2},
         "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2},
         "num_layers": {"type": "int", "low": 2, "high": 6},   # 6 is every layer of MiniLM-L6
@@ -159,8 +158,8 @@ def _score_and_time(graphs: dict[str, tuple[Path, dict]], tokenizer_dir: Path, t
 @click.option("--trials", type=int, default=40, show_default=True, help="Trials of the search (the default included).")
 @click.option("--budget-s", type=float, default=None, help="Wall-clock budget of the search in seconds.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Most epochs a trial trains: the search draws from 3/8 of it up to it (early stopping on "
-                   "validation may end a trial sooner); the queued trials are capped at it.")
+              help="Most epochs a trial trains: the search draws from 3/8 of it up to it (the best epoch's "
+                   "model is kept); the queued trials are capped at it.")
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False), default=None,
               help="A fine-tuned all-mpnet-base-v2 Banking77 teacher: trials distil from its cached logits.")
 @click.option("--train-rows", type=int, default=None, help="Train on a random subset (smoke runs only).")
@@ -186,8 +185,10 @@ def main(run_dir: str, trials: int, budget_s: float | None, max_epochs: int, tea
     work.mkdir(parents=True, exist_ok=True)
     cpu_before, started = cpu_times(), time.perf_counter()
     config = build_config(TuneConfig, {
+        # No early stopping: epochs are searched, and the best epoch's model is kept anyway. Patience 2 ended the
+        # first 14-epoch seed at epoch 5 on a mid-schedule dip (90.5% validation, against 92.5% at 8 epochs).
         "base": {"model": DEFAULT_MODEL, "max_length": MAX_LENGTH, "freeze_embeddings": True,
-                 "early_stopping_patience": 2},
+                 "early_stopping_patience": 0},
         "space": search_space(teacher is not None, max_epochs), "teacher": teacher, "trials": trials,
         "budget_s": budget_s,
         "pick": "fastest-within 0.5", "keep_trials": True, "latency_texts": 200, "storage": storage}, "tune")
