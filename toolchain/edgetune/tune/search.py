@@ -187,7 +187,7 @@ def _objective(trial, study, data_config: DataConfig, config: TuneConfig, run_di
     import optuna
 
     params = {name: parameter.suggest(trial, name) for name, parameter in config.space.items()}
-    if (earlier := finished_with(study, params)) is not None:
+    if (earlier := _finished_with(study, params)) is not None:
         return _repeat(trial, earlier, config)
     trial_dir = run_dir / TRIALS_DIR / f"{trial.number:04d}"
     epochs: list[float] = []
@@ -217,7 +217,7 @@ def _objective(trial, study, data_config: DataConfig, config: TuneConfig, run_di
     return (value, outcome.p50_ms) if config.mode == "multi" else value
 
 
-def finished_with(study, params: dict):
+def _finished_with(study, params: dict):
     """A complete trial that ran exactly these settings, or None. NSGA-II's crossover can hand back a parent's
     settings unchanged (trial 10 of the first Banking77 search repeated trial 6: 12 minutes for a known point)."""
     from optuna.trial import TrialState
