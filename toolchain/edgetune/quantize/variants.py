@@ -82,3 +82,8 @@ DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "dynamic-int8-per-channel", 
 
 def known_variant_names() -> list[str]:
     return [*VARIANTS, *PRESETS]
+
+
+def dynamic_variant_names() -> list[str]:
+    """Variants and presets that build a dynamic int8 graph: int8 without calibration texts."""
+    return [name for name in known_variant_names() if VARIANTS[resolve_variant(name)].kind == "dynamic"]

@@ -235,7 +235,6 @@ def _repeat(trial, earlier, config: TuneConfig):
         if name in earlier.user_attrs:
             trial.set_user_attr(name, earlier.user_attrs[name])
     trial.set_user_attr(REPEAT_ATTR, earlier.number)
-    trial.set_user_attr("seconds", 0.0)
     log.info("trial %d draws the settings of trial %d: its measurements are reused", trial.number, earlier.number)
     return tuple(earlier.values) if config.mode == "multi" else earlier.value
 

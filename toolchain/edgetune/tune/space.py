@@ -4,9 +4,9 @@ Each parameter names a training setting by its recipe key (`learning_rate`, `lor
 `temperature` and `alpha` when a teacher is given) and says its type (int, float or categorical), its
 range or choices and whether it is searched on a log scale. `int8_variant` searches the int8 graph
 itself (per-tensor or per-channel weight scales, exact or tanh GELU): what int8 costs in accuracy
-differs by model, so it is searched with the training that made the model. Everything here is checked before any
-compute: unknown names, a type the setting cannot take, an empty or inverted range, a log range
-through zero, and range ends or choices the training config itself refuses.
+differs by model, so it is searched with the training that made the model. Everything here is
+checked before any compute: unknown names, a type the setting cannot take, an empty or inverted
+range, a log range through zero, and range ends or choices the training config itself refuses.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from edgetune.configuration import setting
 from edgetune.errors import ConfigError
-from edgetune.quantize.variants import PRESETS, VARIANTS, resolve_variant
+from edgetune.quantize.variants import dynamic_variant_names
 
 # The settings a trial may change, by recipe key, and the Python type each takes. Student settings are
 # the fine-tuning config's keys (under distillation they apply to the student); DISTILLATION_PARAMETERS belong
@@ -103,11 +103,6 @@ DEFAULT_SPACE: dict[str, dict] = {
 }
 
 
-def dynamic_int8_variants() -> list[str]:
-    """The variants (and presets) `int8_variant` may choose: int8 graphs built without calibration."""
-    return [name for name in (*VARIANTS, *PRESETS) if VARIANTS[resolve_variant(name)].kind == "dynamic"]
-
-
 def check_space(space: dict[str, SearchParameter], has_teacher: bool) -> None:
     """Refuse parameters no trial could use; `space.<name>: ...` names the offending entry."""
     if not space:
@@ -124,9 +119,10 @@ def check_space(space: dict[str, SearchParameter], has_teacher: bool) -> None:
         if expected is int and parameter.type == "float":
             raise ConfigError(f"{where}: {name} is a whole number; use type int (or categorical)")
         if name in QUANTIZATION_PARAMETERS:
+            allowed = dynamic_variant_names()
             for choice in parameter.choices:
-                if choice not in dynamic_int8_variants():
+                if choice not in allowed:
                     raise ConfigError(f"{where}: {choice!r} is not a dynamic int8 variant; choose from "
-                                      f"{', '.join(dynamic_int8_variants())}")
+                                      f"{', '.join(allowed)}")
     if "layers" in space and "num_layers" in space:
         raise ConfigError("space.layers: search layers or num_layers, not both (they set the same thing)")

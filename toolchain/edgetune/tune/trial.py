@@ -81,7 +81,7 @@ def run_trial(data_config: DataConfig, config: TuneConfig, params: dict[str, Any
     export_onnx(model_dir, onnx_dir, ExportConfig(parity_texts=64), force=True)
     # No accuracy budget: the trial's objective is the int8 graph's own validation metric, so what int8 costs
     # is measured and ranked, not refused (a 0.6-point drop failed the default trial of the Banking77 search).
-    variant = resolve_variant(str(params.get("int8_variant", INT8_VARIANT)))
+    variant = resolve_variant(params.get("int8_variant", INT8_VARIANT))
     report = quantize(onnx_dir, int8_dir, QuantizeConfig(variants=(variant,), keep=variant,
                                                          max_accuracy_drop=100.0, latency_texts=20,
                                                          calibration_samples=1, threads=config.threads), force=True)
