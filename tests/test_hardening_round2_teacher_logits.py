@@ -134,3 +134,20 @@ def test_distill_over_a_nan_logits_cache_writes_a_finite_student(tmp_path, small
 
     for name, tensor in load_file(tmp_path / "second" / "model.safetensors").items():
         assert torch.isfinite(tensor).all(), name
+
+
+def test_logits_cached_with_pooled_states_serve_a_run_without_them(tmp_path, labelled, tiny_finetuned_dir):
+    teacher = teacher_record(tiny_finetuned_dir, labelled.label_names)
+    with_pooled = teacher_outputs(tiny_finetuned_dir, teacher, labelled.train.texts, labelled.label_names,
+                                  max_length=64, batch_size=16, with_pooled=True, cache_dir=tmp_path)
+    assert not with_pooled.from_cache and with_pooled.pooled is not None
+    # The representation loss off: the logits come from the file with pooled states, the teacher does not run.
+    without = _outputs(tiny_finetuned_dir, labelled, tmp_path)
+    assert without.from_cache and without.cache_path == with_pooled.cache_path and without.pooled is None
+    numpy.testing.assert_array_equal(without.logits, with_pooled.logits)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [with_pooled.cache_path.name]
+    # The other way round a logits-only file cannot serve: pooled states are computed (and cached apart).
+    assert not _outputs(tiny_finetuned_dir, labelled, tmp_path / "logits-only").from_cache
+    assert not teacher_outputs(tiny_finetuned_dir, teacher, labelled.train.texts, labelled.label_names, max_length=64,
+                               batch_size=16, with_pooled=True, cache_dir=tmp_path / "logits-only").from_cache
+    assert len(list((tmp_path / "logits-only").iterdir())) == 2
