@@ -54,9 +54,10 @@ DEFAULT_PARAMS = {"learning_rate": 3e-4, "epochs": 8, "warmup_ratio": 0.1, "labe
 #     int8: the first search (results/tune_banking77_mpnet.json, 8 epochs fixed) ended every trial with
 #     validation accuracy still rising, and per-channel scales kept 0.2-0.4 points that per-tensor int8 lost on
 #     the recipe's students (runs/banking77 quantize reports) for 3% more latency.
-#   small (third search): the second search's 2-layer trial 4 (92.63% test, 2.93x Olive's speed) and its
-#     3-layer pick, each with a second augmented copy and the representation loss, for the speed target; and
-#     5 layers at the alpha of distill_banking77's 93.25% 6-layer student, per-tensor int8, for the +0.3 target.
+#   small (third search): for the speed target, the second search's 2-layer trial 4 (92.63% test, 2.93x
+#     Olive's speed) and its 3-layer pick, each with a second augmented copy, the 3-layer one also with the
+#     representation loss; for the +0.3 target, 5 layers at the alpha of distill_banking77's 93.25% 6-layer
+#     student, per-tensor int8.
 DISTILLED_SEEDS = {
     "long": [{"num_layers": 5, "alpha": 0.7, "temperature": 2.0, "augment_copies": 1, "epochs": 14,
               "int8_variant": "dynamic-int8-per-channel"},
