@@ -112,12 +112,12 @@ def teacher_outputs(teacher_dir: Path, teacher: dict, texts: list[str], label_na
     expected_shape = (len(texts), len(teacher["labels"]))
     # A file with pooled states holds the same logits, so a run without the representation loss reads it too:
     # tune trials that alternate hidden_weight 0 and > 0 then run the teacher once (25,000 texts: 4 minutes).
-    with_pooled_path = cache_dir / f"{cache_key(teacher, texts, max_length, True)}.npz"
-    for candidate in (path,) if with_pooled else (path, with_pooled_path):
+    candidates = [path] if with_pooled else [path, cache_dir / f"{cache_key(teacher, texts, max_length, True)}.npz"]
+    # with_pooled implies a known hidden size: DistillationHooks.prepare_model refuses a teacher without one.
+    pooled_shape = (len(texts), teacher["hidden_size"]) if with_pooled else None
+    for candidate in candidates:
         if not candidate.is_file():
             continue
-        # with_pooled implies a known hidden size: DistillationHooks.prepare_model refuses a teacher without one.
-        pooled_shape = (len(texts), teacher["hidden_size"]) if with_pooled else None
         cached = _read_valid_cache(candidate, expected_shape, pooled_shape)
         if isinstance(cached, tuple):
             log.info("teacher logits read from the cache %s", candidate)
