@@ -159,6 +159,21 @@ def test_augmented_copies_of_the_training_texts_are_labelled_by_the_teacher(
     assert manifest["distillation"]["augmentation"] == {"copies": 2, "word_probability": 0.1, "rows": len(expected)}
 
 
+def test_rows_without_a_hard_label_are_left_out_when_no_loss_reads_them(
+        tmp_path, small_banking77, tiny_teacher_dir, tiny_bert_dir):
+    transfer = tmp_path / "transfer.txt"
+    transfer.write_text("\n".join(row["text"] for row in banking77_subset("train", 8, 5, seed=3)[20:]) + "\n")
+    config = _config(tiny_teacher_dir, tiny_bert_dir, tmp_path / "cache", alpha=0.0, augment_copies=2,
+                     transfer_text=str(transfer), training={"num_layers": 1, "epochs": 1})
+    result = distill(_data(small_banking77), config, tmp_path / "student")
+
+    assert (result.transfer_rows, result.augmented_rows) == (0, 0)
+    manifest = json.loads((tmp_path / "student" / "edgetune.json").read_text())
+    assert manifest["training"]["steps"] == (88 + 7) // 8, "only the labelled rows are trained on"
+    assert manifest["distillation"]["transfer_text"]["rows"] == 0
+    assert manifest["distillation"]["augmentation"]["rows"] == 0
+
+
 def test_augmentation_perturbs_words_deterministically_and_never_repeats_a_text():
     texts = [row["text"] for row in banking77_subset("train", 10, 10, seed=5)]
     copies = augmented_texts(texts, 3, 0.2, seed=7)

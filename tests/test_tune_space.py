@@ -45,6 +45,7 @@ def lr(**fields) -> dict:
      "tune.space.int8_variant: 'static-qdq-minmax' is not a dynamic int8 variant; choose from dynamic-int8,"),
     ({"space": {"int8_variant": {"type": "int", "low": 0, "high": 1}}},
      "tune.space.int8_variant: int8_variant takes named values"),
+    ({"transfer_text": "more.txt"}, "tune.transfer_text: the teacher labels transfer text, but no teacher"),
     ({"pick": "fastest 3"}, "tune.pick: 'fastest 3' is not a rule"),
     ({"mode": "single"}, "tune.mode: single needs a constraint"),
     ({"max_latency_ms": 2.0}, "tune.max_latency_ms: constraints belong to mode single"),
@@ -97,7 +98,9 @@ def test_distillation_settings_need_a_teacher_and_reach_the_distill_config(tmp_p
                               "augment_copies": {"type": "int", "low": 0, "high": 2}}})
     trained = trial_training_config(config, {"temperature": 3.0, "alpha": 0.7, "augment_copies": 2})
     assert isinstance(trained, DistillConfig) and trained.temperature == 3.0 and trained.alpha == 0.7
-    assert trained.augment_copies == 2
+    assert trained.augment_copies == 2 and trained.transfer_text is None
+    with_transfer = build({"teacher": str(tmp_path), "trials": 2, "transfer_text": "unlabelled.txt"})
+    assert trial_training_config(with_transfer, {}).transfer_text == "unlabelled.txt"
     with pytest.raises(ConfigError, match=r"tune.space.alpha: 1.5 is refused by training: distill.alpha"):
         build({"teacher": str(tmp_path), "trials": 2, "space": {"alpha": {"type": "float", "low": 0.2, "high": 1.5}}})
     with pytest.raises(ConfigError, match=r"tune.space.augment_copies: -1 is refused by training: distill.augment"):

@@ -61,7 +61,7 @@ def distill(
     outputs = hooks.outputs
     return DistillResult(**vars(result), teacher_cache_path=outputs.cache_path if outputs else None,
                          teacher_logits_from_cache=bool(outputs and outputs.from_cache),
-                         transfer_rows=len(transfer_texts), augmented_rows=len(hooks.augmented))
+                         transfer_rows=len(hooks.transfer_texts), augmented_rows=len(hooks.augmented))
 
 
 class DistillationHooks(TrainingHooks):
@@ -102,9 +102,16 @@ class DistillationHooks(TrainingHooks):
     def training_set(self, data: LabelledData, tokenizer, label_ids: dict[str, int], max_length: int):
         import datasets
 
-        # Only the training split is perturbed: copies of validation texts would leak into model selection.
-        self.augmented = augmented_texts(data.train.texts, self.config.augment_copies,
-                                         self.config.augment_probability, self.config.student.seed)
+        if self.config.alpha == 0 and self.config.hidden_weight == 0 and (self.transfer_texts or
+                                                                          self.config.augment_copies):
+            # Rows without a hard label carry only the teacher's losses, both weighted 0 here: training on them
+            # would cost time and change nothing but the step count (a tune trial drawing alpha 0 hits this).
+            log.info("alpha 0 and hidden_weight 0: transfer text and augmented copies carry no loss; left out")
+            self.transfer_texts = []
+        else:
+            # Only the training split is perturbed: copies of validation texts would leak into model selection.
+            self.augmented = augmented_texts(data.train.texts, self.config.augment_copies,
+                                             self.config.augment_probability, self.config.student.seed)
         unlabelled = self.transfer_texts + self.augmented
         texts = data.train.texts + unlabelled
         cache_dir = Path(self.config.teacher_cache_dir).expanduser() if self.config.teacher_cache_dir \

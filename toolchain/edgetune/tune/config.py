@@ -66,6 +66,10 @@ class TuneConfig:
                    "base.model, and temperature/alpha become searchable.")
     temperature: float = setting(2.0, help="Distillation temperature when a teacher is given and it is not searched.")
     alpha: float = setting(0.5, help="Weight of the soft-target loss when a teacher is given and it is not searched.")
+    transfer_text: str | None = setting(
+        None, help="Extra unlabelled text the teacher labels for every distilled trial (a .txt file, one text per "
+                   "line, or a table with a text column; as distill's transfer_text). Trials drawing alpha 0 and "
+                   "no hidden_weight leave it out: it would carry no loss.")
     mode: Literal["multi", "single"] = setting(
         "multi", help="multi: maximise the metric and minimise p50 latency together (NSGA-II), giving a Pareto "
                       "front; single: maximise the metric (TPE) under max_latency_ms or max_size_mb.")
@@ -126,6 +130,9 @@ class TuneConfig:
         if self.mode == "multi" and (self.max_latency_ms is not None or self.max_size_mb is not None):
             raise ConfigError("max_latency_ms: constraints belong to mode single; in multi mode use pick "
                               "`most-accurate-under 2ms` to choose from the front")
+        if self.transfer_text is not None and self.teacher is None:
+            raise ConfigError("transfer_text: the teacher labels transfer text, but no teacher is given; pass a "
+                              "teacher or leave transfer_text out")
         if not self.study.strip():
             raise ConfigError("study: a study name is required")
         for name in ("latency_texts", "threads", "heartbeat_s"):

@@ -32,6 +32,6 @@ def trial_training_config(config, params: dict[str, Any]) -> FinetuneConfig | Di
     if config.teacher is None:
         return build_config(FinetuneConfig, student, "base")
     distill = {"teacher": config.teacher, "student": student, "temperature": config.temperature,
-               "alpha": config.alpha}
+               "alpha": config.alpha, "transfer_text": config.transfer_text}
     distill.update({name: value for name, value in params.items() if name in DISTILLATION_PARAMETERS})
     return build_config(DistillConfig, distill, "distill")
