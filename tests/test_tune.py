@@ -161,3 +161,30 @@ def test_a_recipe_runs_tune_then_bundles_the_chosen_model(tmp_path, tiny_bert_di
     trials = json.loads((tuned / "tune" / "trials.json").read_text())
     assert len(trials["trials"]) == 2
     assert Bundle.load(result.output_of("bundle")).predict(["card declined"])[0][0].label
+
+
+def test_a_missing_transfer_text_is_refused_before_the_run_directory_exists(tmp_path, tiny_bert_dir,
+                                                                            small_banking77):
+    from edgetune.errors import DataError
+    from edgetune.tune.search import tune
+
+    values = tiny_tune_values(tiny_bert_dir, 2, teacher=str(tmp_path), transfer_text=str(tmp_path / "absent.txt"))
+    with pytest.raises(DataError, match=r"transfer text .*absent.txt: file not found"):
+        tune(DataConfig(train=str(small_banking77["train"])), build_config(TuneConfig, values, "tune"),
+             tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_study_joined_with_other_transfer_text_is_refused(tmp_path, tiny_bert_dir):
+    import optuna
+
+    from edgetune.errors import EdgetuneError
+    from edgetune.tune.search import _check_same_search
+
+    study = optuna.create_study(directions=["maximize", "minimize"])  # a real in-memory Optuna study
+    with_transfer = tiny_tune_values(tiny_bert_dir, 2, teacher=str(tmp_path), transfer_text="more.txt")
+    _check_same_search(study, build_config(TuneConfig, with_transfer, "tune"))
+    _check_same_search(study, build_config(TuneConfig, with_transfer, "tune"))  # the same search joins
+    without = {key: value for key, value in with_transfer.items() if key != "transfer_text"}
+    with pytest.raises(EdgetuneError, match="its transfer_text differs from this run's"):
+        _check_same_search(study, build_config(TuneConfig, without, "tune"))

@@ -58,6 +58,10 @@ def tune(data_config: DataConfig, config: TuneConfig, run_dir: str | Path, *, bu
     run_dir = Path(run_dir)
     data_config = search_data(data_config)
     load_labelled_data(data_config)  # the data is checked before any storage, model or run directory is touched
+    if config.transfer_text:
+        from edgetune.distill.transfer_text import read_transfer_text
+
+        read_transfer_text(config.transfer_text)  # so is the transfer text, not at the first distilled trial
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(config.storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,11 +126,13 @@ def _check_same_search(study, config: TuneConfig) -> None:
     search = {"mode": config.mode, "objective": config.objective,
               "space": {name: asdict(parameter) for name, parameter in config.space.items()},
               "teacher": config.teacher, "model": config.base.model}
+    if config.transfer_text:  # only when given, so studies recorded before the setting existed still resume
+        search["transfer_text"] = config.transfer_text
     search = _json_round_trip(search)
     if recorded is None:
         study.set_user_attr("search", search)
     elif recorded != search:
-        changed = next(key for key in search if recorded.get(key) != search[key])
+        changed = next(key for key in {**recorded, **search} if recorded.get(key) != search.get(key))
         raise EdgetuneError(f"study {config.study!r}: its {changed} differs from this run's; use the same settings "
                             "to resume or join it, or pass another --study (or --storage) to start a new one")
 
