@@ -54,7 +54,7 @@ def export_table() -> str:
     return "\n".join(lines)
 
 
-def tune_table(name: str = "tune_banking77_mpnet") -> str:
+def tune_table(name: str = "tune_banking77_mpnet_v4") -> str:
     """The front's int8 models, the default recipe's and the peers', with speed as a ratio to the faster peer."""
     path = RESULTS / f"{name}.json"
     if not path.is_file():
@@ -74,7 +74,8 @@ def tune_table(name: str = "tune_banking77_mpnet") -> str:
     budget = run["budget"]
     lines.append("")
     lines.append(f"{len(run['trials'])} trials, {budget['trial_seconds_total'] / 3600:.2f} h of trials, "
-                 f"{budget['epochs_per_trial']:g} epochs each; targets met: "
+                 + (f"{budget['epochs_per_trial']:g} epochs each" if "epochs_per_trial" in budget  # the first search
+                    else f"at most {budget['max_epochs_per_trial']:g} epochs each") + "; targets met: "
                  + ", ".join(f"{target} {_verdict(met)}" for target, met in run["meets_targets"].items()))
     return "\n".join(lines)
 
