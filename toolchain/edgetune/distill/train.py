@@ -71,7 +71,12 @@ class DistillationHooks(TrainingHooks):
 
     def __init__(self, config: DistillConfig, transfer_texts: list[str]) -> None:
         self.config = config
-        self.transfer_texts = transfer_texts
+        # Rows without a hard label carry only the teacher's losses; with both weighted 0 (a tune trial drawing
+        # alpha 0) training on them would cost time and change nothing but the step count.
+        self.unlabelled_rows = config.alpha > 0 or config.hidden_weight > 0
+        if not self.unlabelled_rows and (transfer_texts or config.augment_copies):
+            log.info("alpha 0 and hidden_weight 0: transfer text and augmented copies carry no loss; left out")
+        self.transfer_texts = transfer_texts if self.unlabelled_rows else []
         self.augmented: list[str] = []
         self.teacher_dir = Path(config.teacher).expanduser()
         self.teacher: dict | None = None
@@ -102,16 +107,9 @@ class DistillationHooks(TrainingHooks):
     def training_set(self, data: LabelledData, tokenizer, label_ids: dict[str, int], max_length: int):
         import datasets
 
-        if self.config.alpha == 0 and self.config.hidden_weight == 0 and (self.transfer_texts or
-                                                                          self.config.augment_copies):
-            # Rows without a hard label carry only the teacher's losses, both weighted 0 here: training on them
-            # would cost time and change nothing but the step count (a tune trial drawing alpha 0 hits this).
-            log.info("alpha 0 and hidden_weight 0: transfer text and augmented copies carry no loss; left out")
-            self.transfer_texts = []
-        else:
-            # Only the training split is perturbed: copies of validation texts would leak into model selection.
-            self.augmented = augmented_texts(data.train.texts, self.config.augment_copies,
-                                             self.config.augment_probability, self.config.student.seed)
+        # Only the training split is perturbed: copies of validation texts would leak into model selection.
+        self.augmented = augmented_texts(data.train.texts, self.config.augment_copies if self.unlabelled_rows else 0,
+                                         self.config.augment_probability, self.config.student.seed)
         unlabelled = self.transfer_texts + self.augmented
         texts = data.train.texts + unlabelled
         cache_dir = Path(self.config.teacher_cache_dir).expanduser() if self.config.teacher_cache_dir \
